@@ -1,0 +1,33 @@
+//! # tributary-core
+//!
+//! The pure, deterministic heart of Tributary, shared by the device firmware,
+//! the edge gateway and the cloud hub.
+//!
+//! It owns the identifiers ([`ids`]), the hybrid logical clock ([`hlc`]), the
+//! [`Summary`](summary::Summary) monoid, the CRDTs ([`crdt`]), the versioned
+//! CBOR wire codec ([`codec::v1`]) and the COBS + CRC-32 framing for byte
+//! streams ([`codec::frame`]).
+//!
+//! It must not do I/O, read a clock, or draw random numbers: time and
+//! randomness are parameters, so every function here is replayable and the
+//! same code runs on a microcontroller and in a deterministic simulation.
+//!
+//! Features: `alloc` enables the heap-backed types (the aggregate CRDT, the
+//! counters, the OR-Set, and wire messages carrying vectors); `std` implies
+//! `alloc`; with neither, the ids, clock, summary, framing and the device
+//! frames still build for `thumbv6m-none-eabi`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod codec;
+pub mod crdt;
+pub mod hlc;
+pub mod ids;
+pub mod summary;

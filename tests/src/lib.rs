@@ -1,0 +1,8 @@
+//! # tributary-tests
+//!
+//! Whole-system tests and the system benchmark (DESIGN.md §1, STYLE.md §7):
+//! end-to-end suites against a real Mosquitto (`e2e`), kill -9 crash tests
+//! of the real binaries (`crash`), the seeded deterministic simulation of
+//! the sync protocol (`sim`), and `tributary-bench`. They arrive with the
+//! edge, hub and sync issues (#4, #5, #6, #9); the core's own laws are
+//! property-tested inside `tributary-core`.
