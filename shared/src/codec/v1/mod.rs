@@ -194,9 +194,20 @@ fn reason_of(e: &minicbor::decode::Error) -> &'static str {
         "cbor_type_mismatch"
     } else if e.is_missing_value() {
         "missing_field"
-    } else if e.is_message() || e.is_custom() {
+    } else if e.is_message() || is_custom(e) {
         "invalid_field"
     } else {
         "cbor_syntax"
     }
+}
+
+#[cfg(feature = "alloc")]
+fn is_custom(e: &minicbor::decode::Error) -> bool {
+    e.is_custom()
+}
+
+// Custom (boxed) errors need an allocator; without one they cannot occur.
+#[cfg(not(feature = "alloc"))]
+fn is_custom(_: &minicbor::decode::Error) -> bool {
+    false
 }

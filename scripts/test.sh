@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every check CI runs, in the order that fails fastest. `.ci/run` calls this.
+# Set FUZZ_SECONDS=0 to skip fuzzing locally.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+step "format"
+cargo fmt --all --check
+(cd firmware && cargo fmt --check)
+
+step "clippy (host crates, all targets)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests (unit, property, doc)"
+cargo test --workspace --locked 2>&1 | tee "$log"
+
+step "no_std builds of the core"
+for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
+    cargo build --locked -p tributary-core --no-default-features --target "$target"
+done
+
+step "firmware (own workspace, thumbv7em)"
+(cd firmware && cargo clippy --locked -- -D warnings && cargo build --locked --release)
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+if [[ "${FUZZ_SECONDS:-30}" != 0 ]]; then
+    step "fuzz (${FUZZ_SECONDS:-30} s per target)"
+    bash scripts/fuzz.sh
+fi
+
+# One closing line over every cargo test binary, for whoever reads the end.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\n%d passed, %d failed, %d skipped\n", p, f, i; exit (f > 0) }' "$log"
