@@ -46,6 +46,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::Join;
+pub use super::version_vector::VersionVector;
 use crate::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
 use crate::summary::{NonFinite, Summary};
 
@@ -109,9 +110,6 @@ fn summary_order_key(s: &Summary) -> (u64, u64, u64, u64, u64, u64, u64) {
         s.last_ts.0,
     )
 }
-
-/// Per node, the highest version seen.
-pub type VersionVector = BTreeMap<NodeId, u64>;
 
 /// One key's entries, sorted by node id. A sorted vector, not a map: a key
 /// usually has one writer (a sensor belongs to one gateway), and a map's
@@ -193,17 +191,14 @@ impl AggregateState {
     }
 
     fn next_version(&mut self, node: NodeId) -> u64 {
-        let v = self.versions.entry(node).or_insert(0);
-        // 2^64 writes is centuries at a billion per second; saturating keeps
-        // the counter monotonic (never wraps to a version that loses).
-        *v = v.saturating_add(1);
-        *v
+        // 2^64 writes is centuries at a billion per second; `bump`
+        // saturates, so the counter never wraps to a version that loses.
+        self.versions.bump(node)
     }
 
     /// Joins one remote entry; returns whether it changed the state.
     pub fn join_entry(&mut self, key: Key, node: NodeId, entry: Entry) -> bool {
-        let v = self.versions.entry(node).or_insert(0);
-        *v = (*v).max(entry.version);
+        self.versions.observe(node, entry.version);
         let per_node = self.keys.entry(key).or_default();
         match per_node.binary_search_by_key(&node, |(n, _)| *n) {
             Ok(i) => match per_node.get_mut(i) {
@@ -227,7 +222,7 @@ impl AggregateState {
 
     /// The highest version seen from `node` (0 if none).
     pub fn version_of(&self, node: NodeId) -> u64 {
-        self.versions.get(&node).copied().unwrap_or(0)
+        self.versions.get(node)
     }
 
     /// The entries a replica that has seen `seen` is missing: for every node,
@@ -237,7 +232,7 @@ impl AggregateState {
         let mut out = AggregateState::new();
         for (key, per_node) in &self.keys {
             for (node, entry) in per_node {
-                if entry.version > seen.get(node).copied().unwrap_or(0) {
+                if entry.version > seen.get(*node) {
                     out.join_entry(*key, *node, *entry);
                 }
             }
@@ -315,10 +310,7 @@ impl Join for AggregateState {
         }
         // A state can know a node's counter without holding an entry at it
         // (a superseded write), so versions join as well.
-        for (node, v) in &other.versions {
-            let mine = self.versions.entry(*node).or_insert(0);
-            *mine = (*mine).max(*v);
-        }
+        self.versions.join(&other.versions);
     }
 }
 

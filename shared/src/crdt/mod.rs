@@ -11,6 +11,7 @@
 //! - [`gcounter`], [`pncounter`]: grow-only and up/down counters.
 //! - [`lww`]: last-writer-wins register ordered by [`Stamp`](crate::hlc::Stamp).
 //! - [`orset`]: add-wins observed-remove set.
+//! - [`version_vector`]: what a replica has seen of each node's history.
 
 #[cfg(feature = "alloc")]
 pub mod aggregate;
@@ -21,6 +22,8 @@ pub mod lww;
 pub mod orset;
 #[cfg(feature = "alloc")]
 pub mod pncounter;
+#[cfg(feature = "alloc")]
+pub mod version_vector;
 
 /// A join-semilattice: the state-based CRDT interface.
 pub trait Join {

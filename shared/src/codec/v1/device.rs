@@ -149,10 +149,8 @@ impl DeviceMessage {
                     return Err("bucket_out_of_range");
                 }
                 let s = &w.summary;
-                if !s.is_empty()
-                    && !(w.bucket.contains(w.resolution, s.first_ts)
-                        && w.bucket.contains(w.resolution, s.last_ts))
-                {
+                let outside = |t| !w.bucket.contains(w.resolution, t);
+                if !s.is_empty() && (outside(s.first_ts) || outside(s.last_ts)) {
                     return Err("time_outside_bucket");
                 }
                 Ok(())

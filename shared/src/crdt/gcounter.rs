@@ -1,0 +1,291 @@
+//! Grow-only counter: one monotone count per node, summed at read time.
+//!
+//! Each node increments only its own entry, so an entry is single-writer and
+//! the join is a per-node maximum: a replica that receives the same state
+//! twice, or states in any order, never counts anything twice. The total is
+//! computed when read ([`GCounter::value`]), never stored, for the same reason
+//! the aggregate CRDT keeps summaries per node.
+//!
+//! ```
+//! use tributary_core::crdt::Join;
+//! use tributary_core::crdt::gcounter::GCounter;
+//! use tributary_core::ids::NodeId;
+//!
+//! let (a, b) = (NodeId(1), NodeId(2));
+//! let mut on_a = GCounter::new();
+//! on_a.increment(a, 3);
+//! let mut on_b = GCounter::new();
+//! on_b.increment(b, 4);
+//!
+//! on_a.join(&on_b);
+//! on_a.join(&on_b); // a duplicate delivery changes nothing
+//! assert_eq!(on_a.value(), 7);
+//! assert_eq!(on_a.get(b), 4);
+//! ```
+
+use alloc::collections::BTreeMap;
+
+use super::Join;
+use crate::ids::NodeId;
+
+/// A grow-only counter: per-node counts whose sum only increases.
+///
+/// Only `node`'s own replica may call [`increment`](GCounter::increment) with
+/// `node`: two replicas incrementing one entry would each raise it to their
+/// own count and the join would keep the larger, losing the other's
+/// increments.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    minicbor::Encode,
+    minicbor::Decode,
+    minicbor::CborLen,
+)]
+pub struct GCounter {
+    /// Count per node. Zero counts are never stored, so two counters with
+    /// the same counts compare equal however they were built.
+    #[n(0)]
+    #[cbor(decode_with = "decode_counts")]
+    counts: BTreeMap<NodeId, u64>,
+}
+
+impl GCounter {
+    /// A counter at zero.
+    pub const fn new() -> Self {
+        GCounter {
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `by` to `node`'s count, saturating at `u64::MAX`: a count that
+    /// wrapped would drop below what peers hold, and the per-node maximum
+    /// would then silently discard every later increment. Adding zero does
+    /// nothing.
+    pub fn increment(&mut self, node: NodeId, by: u64) {
+        if by == 0 {
+            return;
+        }
+        let count = self.counts.entry(node).or_insert(0);
+        *count = count.saturating_add(by);
+    }
+
+    /// The total over all nodes, exact: each count is below 2⁶⁴ and an entry
+    /// takes at least 16 bytes, so a map in a 64-bit address space holds
+    /// fewer than 2⁶⁰ of them and the sum stays below 2¹²⁴; the saturating
+    /// addition is there only so that no input can make it panic.
+    pub fn value(&self) -> u128 {
+        self.counts
+            .values()
+            .fold(0u128, |sum, &c| sum.saturating_add(u128::from(c)))
+    }
+
+    /// `node`'s count (zero for a node that never incremented).
+    pub fn get(&self, node: NodeId) -> u64 {
+        self.counts.get(&node).copied().unwrap_or(0)
+    }
+
+    /// The nonzero counts, by ascending node id.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.counts.iter().map(|(&node, &count)| (node, count))
+    }
+}
+
+impl Join for GCounter {
+    fn join(&mut self, other: &Self) {
+        for (&node, &theirs) in &other.counts {
+            let mine = self.counts.entry(node).or_insert(0);
+            *mine = (*mine).max(theirs);
+        }
+    }
+}
+
+/// Decodes the count map, dropping zero entries a peer may have sent: no
+/// operation creates them, and keeping them would make equal counters
+/// compare unequal.
+fn decode_counts<Ctx>(
+    d: &mut minicbor::Decoder<'_>,
+    ctx: &mut Ctx,
+) -> Result<BTreeMap<NodeId, u64>, minicbor::decode::Error> {
+    let mut counts: BTreeMap<NodeId, u64> = minicbor::Decode::decode(d, ctx)?;
+    counts.retain(|_, c| *c != 0);
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    const REPLICAS: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Increment { replica: usize, by: u64 },
+        Sync { from: usize, to: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..REPLICAS, 0u64..1_000).prop_map(|(replica, by)| Op::Increment { replica, by }),
+            (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Op::Sync { from, to }),
+        ]
+    }
+
+    fn node(replica: usize) -> NodeId {
+        NodeId(replica as u64 + 1)
+    }
+
+    /// Runs `ops` on `REPLICAS` replicas, each incrementing as its own node,
+    /// and returns every state any replica passed through (stale ones too,
+    /// as a redelivered old message would carry).
+    fn history(ops: &[Op]) -> Vec<GCounter> {
+        let mut replicas = [GCounter::new(), GCounter::new(), GCounter::new()];
+        let mut seen: Vec<GCounter> = replicas.to_vec();
+        for op in ops {
+            match *op {
+                Op::Increment { replica, by } => replicas[replica].increment(node(replica), by),
+                Op::Sync { from, to } => {
+                    let state = replicas[from].clone();
+                    replicas[to].join(&state);
+                }
+            }
+            seen.extend(replicas.iter().cloned());
+        }
+        seen
+    }
+
+    fn states() -> impl Strategy<Value = Vec<GCounter>> {
+        proptest::collection::vec(op(), 0..40).prop_map(|ops| history(&ops))
+    }
+
+    fn deliver<'a>(mut state: GCounter, from: impl IntoIterator<Item = &'a GCounter>) -> GCounter {
+        for s in from {
+            state.join(s);
+        }
+        state
+    }
+
+    #[test]
+    fn value_is_the_sum_of_per_node_increments() {
+        let mut c = GCounter::new();
+        c.increment(NodeId(1), 2);
+        c.increment(NodeId(2), 5);
+        c.increment(NodeId(1), 3);
+        assert_eq!(c.value(), 10);
+        assert_eq!(c.get(NodeId(1)), 5);
+        assert_eq!(c.get(NodeId(9)), 0);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            [(NodeId(1), 5), (NodeId(2), 5)]
+        );
+    }
+
+    #[test]
+    fn join_keeps_the_larger_count_per_node() {
+        let mut a = GCounter::new();
+        a.increment(NodeId(1), 7);
+        let mut b = GCounter::new();
+        b.increment(NodeId(1), 4);
+        b.increment(NodeId(2), 1);
+        a.join(&b);
+        assert_eq!(a.get(NodeId(1)), 7);
+        assert_eq!(a.value(), 8);
+    }
+
+    #[test]
+    fn increment_saturates_instead_of_wrapping() {
+        let mut c = GCounter::new();
+        c.increment(NodeId(1), u64::MAX - 1);
+        c.increment(NodeId(1), 5);
+        assert_eq!(c.get(NodeId(1)), u64::MAX);
+        c.increment(NodeId(2), u64::MAX);
+        assert_eq!(c.value(), 2 * u128::from(u64::MAX));
+    }
+
+    #[test]
+    fn adding_zero_leaves_the_counter_equal_to_new() {
+        let mut c = GCounter::new();
+        c.increment(NodeId(1), 0);
+        assert_eq!(c, GCounter::new());
+    }
+
+    #[test]
+    fn decoding_drops_zero_counts() {
+        let sent = GCounter {
+            counts: BTreeMap::from([(NodeId(1), 0), (NodeId(2), 3)]),
+        };
+        let received: GCounter = minicbor::decode(&minicbor::to_vec(&sent).unwrap()).unwrap();
+        let mut expected = GCounter::new();
+        expected.increment(NodeId(2), 3);
+        assert_eq!(received, expected);
+    }
+
+    proptest! {
+        #[test]
+        fn join_is_commutative(s in states(), a in any::<Index>(), b in any::<Index>()) {
+            let (a, b) = (a.get(&s), b.get(&s));
+            prop_assert_eq!(a.joined(b), b.joined(a));
+        }
+
+        #[test]
+        fn join_is_associative(
+            s in states(), a in any::<Index>(), b in any::<Index>(), c in any::<Index>(),
+        ) {
+            let (a, b, c) = (a.get(&s), b.get(&s), c.get(&s));
+            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
+        }
+
+        #[test]
+        fn join_is_idempotent(s in states(), a in any::<Index>()) {
+            let a = a.get(&s);
+            prop_assert_eq!(&a.joined(a), a);
+        }
+
+        #[test]
+        fn replicas_converge_whatever_the_delivery_order(
+            s in states(),
+            delivery in proptest::collection::vec((any::<Index>(), any::<u32>()), 1..16),
+        ) {
+            let in_order: Vec<&GCounter> = delivery.iter().map(|(i, _)| i.get(&s)).collect();
+            let mut shuffled = delivery.clone();
+            shuffled.sort_by_key(|&(_, key)| key);
+            // The second replica also gets the first half again: duplicates.
+            let again = shuffled.len() / 2;
+            shuffled.extend_from_slice(&delivery[..again]);
+            let x = deliver(GCounter::new(), in_order);
+            let y = deliver(GCounter::new(), shuffled.iter().map(|(i, _)| i.get(&s)));
+            prop_assert_eq!(x.value(), y.value());
+            prop_assert_eq!(x, y);
+        }
+
+        #[test]
+        fn fully_synced_value_counts_every_increment_once(
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let total: u128 = ops
+                .iter()
+                .map(|op| match *op {
+                    Op::Increment { by, .. } => u128::from(by),
+                    Op::Sync { .. } => 0,
+                })
+                .sum();
+            let merged = deliver(GCounter::new(), history(&ops).iter());
+            prop_assert_eq!(merged.value(), total);
+        }
+
+        #[test]
+        fn cbor_round_trips(s in states(), a in any::<Index>()) {
+            let a = a.get(&s);
+            let bytes = minicbor::to_vec(a).unwrap();
+            prop_assert_eq!(bytes.len(), minicbor::len(a));
+            let back: GCounter = minicbor::decode(&bytes).unwrap();
+            prop_assert_eq!(&back, a);
+        }
+    }
+}
