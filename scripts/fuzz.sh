@@ -38,7 +38,7 @@ command -v rustup >/dev/null 2>&1 || {
 if ! command -v c++ >/dev/null 2>&1 && ! command -v clang++ >/dev/null 2>&1; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "==> installing g++ (libFuzzer is built from C++ sources)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++ >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++ >/dev/null
     else
         echo "fuzz.sh: no C++ compiler found; libFuzzer needs one (Debian: apt-get install g++)" >&2
         exit 1
@@ -68,18 +68,35 @@ else
     mapfile -t targets < <(cargo +"$NIGHTLY" fuzz list)
 fi
 
-# Known hostile inputs seed every run, so fuzzing starts from past crashes.
-seeds=()
-for dir in "$repo/shared/tests/fuzz-crashers" "$repo/shared/tests/fixtures/wire"; do
-    [[ -d "$dir" ]] && seeds+=("$dir")
+# Seeds for every target: past crashes, so fuzzing starts from them, and the
+# golden wire fixtures (hex text, turned into bytes here), so the message
+# targets start from valid messages and reach the round-trip checks instead of
+# stalling on CBOR syntax. Kept out of the corpus so it only holds finds.
+seeds="$(mktemp -d)"
+trap 'rm -rf "$seeds"' EXIT
+for file in "$repo/shared/tests/fuzz-crashers"/*; do
+    if [[ -f "$file" && "$(basename "$file")" != README.md ]]; then
+        cp "$file" "$seeds/"
+    fi
 done
+if [[ -d "$repo/shared/tests/fixtures/wire" ]]; then
+    while IFS= read -r -d '' hex_file; do
+        hex="$(tr -d ' \t\r\n' <"$hex_file")"
+        escaped=""
+        for ((i = 0; i < ${#hex}; i += 2)); do
+            escaped+="\\x${hex:i:2}"
+        done
+        name="${hex_file#"$repo/shared/tests/fixtures/wire/"}"
+        printf '%b' "$escaped" >"$seeds/fixture-${name//\//-}.bin"
+    done < <(find "$repo/shared/tests/fixtures/wire" -name '*.hex' -print0)
+fi
 
 failed=()
 for target in "${targets[@]}"; do
     echo "==> fuzzing $target for ${FUZZ_SECONDS}s with $NIGHTLY"
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
-    if ! cargo +"$NIGHTLY" fuzz run "${target_dir[@]}" "$target" "$corpus" "${seeds[@]}" \
+    if ! cargo +"$NIGHTLY" fuzz run "${target_dir[@]}" "$target" "$corpus" "$seeds" \
         -- -max_total_time="$FUZZ_SECONDS"; then
         failed+=("$target")
     fi

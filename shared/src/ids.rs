@@ -281,10 +281,14 @@ impl Bucket {
         }
         Some(Bucket(self.0 / (to.millis() / from.millis())))
     }
-    /// Whether a bucket index is representable: its start fits in a
-    /// [`Timestamp`]. The decoder uses this to reject hostile indices.
+    /// Whether a bucket index is representable: every millisecond of it
+    /// fits in a [`Timestamp`], so times inside it can be computed without
+    /// saturating. The decoder uses this to reject hostile indices.
     pub const fn is_valid(self, resolution: Resolution) -> bool {
-        self.0.checked_mul(resolution.millis()).is_some()
+        match self.0.checked_mul(resolution.millis()) {
+            Some(start) => start.checked_add(resolution.millis() - 1).is_some(),
+            None => false,
+        }
     }
 }
 
@@ -340,7 +344,9 @@ mod tests {
         let b = Bucket(u64::MAX);
         assert!(!b.is_valid(Resolution::Day));
         assert!(!b.is_valid(Resolution::Second));
-        assert!(Bucket(u64::MAX / 1000).is_valid(Resolution::Second));
+        // The last whole second before the end of u64 milliseconds.
+        assert!(Bucket(u64::MAX / 1000 - 1).is_valid(Resolution::Second));
+        assert!(!Bucket(u64::MAX / 1000).is_valid(Resolution::Second));
         assert_eq!(b.start(Resolution::Day), Timestamp(u64::MAX));
     }
 }

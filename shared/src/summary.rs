@@ -189,7 +189,7 @@ impl Summary {
             return if *self == Summary::EMPTY {
                 Ok(())
             } else {
-                Err("empty summary with data")
+                Err("empty_summary_with_data")
             };
         }
         if !(self.sum.is_finite()
@@ -197,10 +197,10 @@ impl Summary {
             && self.min.is_finite()
             && self.max.is_finite())
         {
-            return Err("summary not finite");
+            return Err("summary_not_finite");
         }
         if self.min > self.max || self.first_ts > self.last_ts || self.sum_sq < 0.0 {
-            return Err("summary bounds inverted");
+            return Err("summary_bounds_inverted");
         }
         Ok(())
     }

@@ -115,7 +115,10 @@ pub struct TimeSync {
 }
 
 /// Every device ↔ gateway frame. Indices never reused or renumbered.
+///
+/// Encoded flat: `[type, body]`, as [`Message`](super::Message).
 #[derive(Clone, Debug, PartialEq, minicbor::Encode, minicbor::Decode)]
+#[cbor(flat)]
 pub enum DeviceMessage {
     /// See [`DeviceHello`].
     #[n(0)]
@@ -141,6 +144,11 @@ impl DeviceMessage {
             DeviceMessage::Readings(r) => {
                 if r.samples.0.iter().any(|s| !s.value.is_finite()) {
                     return Err("non_finite_sample");
+                }
+                // Every sample's time must be computable without overflow.
+                let last = r.samples.0.iter().map(|s| s.offset_ms).max().unwrap_or(0);
+                if r.base.0.checked_add(u64::from(last)).is_none() {
+                    return Err("time_out_of_range");
                 }
                 Ok(())
             }

@@ -9,13 +9,16 @@ use crate::ids::Timestamp;
 use crate::summary::Summary;
 
 /// Writes a float in the shortest CBOR form that keeps every bit (RFC 8949
-/// §4.2.2, "preferred serialization"): a reading such as 21.5 or 1013.25 is
-/// exact in an f32 and costs 5 bytes instead of 9. (f16 would save two more
-/// on a few values but needs the `half` crate; not worth a dependency.)
+/// §4.2.2, "preferred serialization"): a reading such as 1013.25 is exact
+/// in an f32 and costs 5 bytes instead of 9, and 21.5 or 0 in an f16 costs 3.
 pub fn encode_f64<W: Write>(x: f64, e: &mut Encoder<W>) -> Result<(), EnError<W::Error>> {
     let narrow = x as f32;
     if f64::from(narrow).to_bits() == x.to_bits() {
-        e.f32(narrow)?;
+        if half::f16::from_f32(narrow).to_f32().to_bits() == narrow.to_bits() {
+            e.f16(narrow)?;
+        } else {
+            e.f32(narrow)?;
+        }
     } else {
         e.f64(x)?;
     }

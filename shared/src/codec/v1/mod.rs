@@ -7,7 +7,7 @@
 //!
 //! Structs are CBOR arrays with explicit field indices (`#[n(i)]`): an
 //! index is never reused or renumbered and new fields are `Option`s at the
-//! end, so older decoders keep working. Floats use the shortest exact form.
+//! end, so older decoders keep working. Floats use the shortest exact form (f16, f32 or f64).
 //!
 //! Two ways to decode:
 //! - [`decode`] / [`decode_device`] take a *whole* message (an MQTT payload,
@@ -17,9 +17,9 @@
 //! - [`decode_prefix`] reads a message from the front of a byte stream that
 //!   may not have arrived yet: a prefix gives [`DecodeError::Incomplete`].
 //!
-//! Both refuse inputs over the size limit before parsing, and the parser
-//! never allocates more than the input's size: a hostile length prefix
-//! claiming 2^60 items just runs out of input.
+//! Both refuse inputs over the size limit before parsing, and what the
+//! parser allocates is proportional to the input (bounded by the limit): a
+//! hostile length prefix claiming 2^60 items just runs out of input.
 //!
 //! ```
 //! use tributary_core::codec::v1::{self, Ack, Message};
@@ -39,6 +39,8 @@ pub mod device;
 pub mod fields;
 #[cfg(feature = "alloc")]
 pub mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use device::{
     DeviceAck, DeviceHello, DeviceMessage, Readings, Sample, Samples, TimeSync, Window,
@@ -189,7 +191,7 @@ fn reason_of(e: &minicbor::decode::Error) -> &'static str {
     if e.is_end_of_input() {
         "truncated"
     } else if e.is_unknown_variant() {
-        "unknown_message"
+        "unknown_variant"
     } else if e.is_type_mismatch() {
         "cbor_type_mismatch"
     } else if e.is_missing_value() {

@@ -364,7 +364,11 @@ pub struct ConfigSync {
 
 /// Every edge ↔ hub message. Variant indices are the message types of
 /// docs/protocol.md; never reused or renumbered.
+///
+/// Encoded flat: `[type, body]`, one array level less than minicbor's
+/// default for enums.
 #[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(flat)]
 pub enum Message {
     /// See [`Hello`].
     #[n(0)]
