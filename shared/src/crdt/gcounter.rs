@@ -118,9 +118,9 @@ fn decode_counts<Ctx>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::laws;
     use alloc::vec::Vec;
     use proptest::prelude::*;
-    use proptest::sample::Index;
 
     const REPLICAS: usize = 3;
 
@@ -162,13 +162,6 @@ mod tests {
 
     fn states() -> impl Strategy<Value = Vec<GCounter>> {
         proptest::collection::vec(op(), 0..40).prop_map(|ops| history(&ops))
-    }
-
-    fn deliver<'a>(mut state: GCounter, from: impl IntoIterator<Item = &'a GCounter>) -> GCounter {
-        for s in from {
-            state.join(s);
-        }
-        state
     }
 
     #[test]
@@ -228,38 +221,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn join_is_commutative(s in states(), a in any::<Index>(), b in any::<Index>()) {
-            let (a, b) = (a.get(&s), b.get(&s));
-            prop_assert_eq!(a.joined(b), b.joined(a));
+        fn join_is_commutative([a, b] in laws::picks(states())) {
+            laws::commutative(&a, &b)?;
         }
 
         #[test]
-        fn join_is_associative(
-            s in states(), a in any::<Index>(), b in any::<Index>(), c in any::<Index>(),
-        ) {
-            let (a, b, c) = (a.get(&s), b.get(&s), c.get(&s));
-            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
+        fn join_is_associative([a, b, c] in laws::picks(states())) {
+            laws::associative(&a, &b, &c)?;
         }
 
         #[test]
-        fn join_is_idempotent(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            prop_assert_eq!(&a.joined(a), a);
+        fn join_is_idempotent([a] in laws::picks(states())) {
+            laws::idempotent(&a)?;
         }
 
         #[test]
         fn replicas_converge_whatever_the_delivery_order(
-            s in states(),
-            delivery in proptest::collection::vec((any::<Index>(), any::<u32>()), 1..16),
+            (sent, keys) in laws::deliveries(states()),
         ) {
-            let in_order: Vec<&GCounter> = delivery.iter().map(|(i, _)| i.get(&s)).collect();
-            let mut shuffled = delivery.clone();
-            shuffled.sort_by_key(|&(_, key)| key);
-            // The second replica also gets the first half again: duplicates.
-            let again = shuffled.len() / 2;
-            shuffled.extend_from_slice(&delivery[..again]);
-            let x = deliver(GCounter::new(), in_order);
-            let y = deliver(GCounter::new(), shuffled.iter().map(|(i, _)| i.get(&s)));
+            let (x, y) = laws::deliver_two_ways(GCounter::new(), &sent, &keys);
             prop_assert_eq!(x.value(), y.value());
             prop_assert_eq!(x, y);
         }
@@ -275,17 +255,16 @@ mod tests {
                     Op::Sync { .. } => 0,
                 })
                 .sum();
-            let merged = deliver(GCounter::new(), history(&ops).iter());
+            let merged = laws::deliver(GCounter::new(), history(&ops).iter());
             prop_assert_eq!(merged.value(), total);
         }
 
         #[test]
-        fn cbor_round_trips(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            let bytes = minicbor::to_vec(a).unwrap();
-            prop_assert_eq!(bytes.len(), minicbor::len(a));
+        fn cbor_round_trips([a] in laws::picks(states())) {
+            let bytes = minicbor::to_vec(&a).unwrap();
+            prop_assert_eq!(bytes.len(), minicbor::len(&a));
             let back: GCounter = minicbor::decode(&bytes).unwrap();
-            prop_assert_eq!(&back, a);
+            prop_assert_eq!(back, a);
         }
     }
 }

@@ -113,10 +113,10 @@ impl<T: Ord + Clone> Join for LwwRegister<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::laws;
     use crate::hlc::{Hlc, HlcClock};
     use crate::ids::NodeId;
     use proptest::prelude::*;
-    use proptest::sample::Index;
     use std::vec::Vec;
 
     const REPLICAS: usize = 3;
@@ -206,14 +206,6 @@ mod tests {
         (0u64..3, 0u64..3, 0u8..3).prop_map(|(ms, node, value)| Reg::new(stamp(ms, 0, node), value))
     }
 
-    fn deliver<'a>(first: &Reg, rest: impl IntoIterator<Item = &'a Reg>) -> Reg {
-        let mut state = *first;
-        for s in rest {
-            state.join(s);
-        }
-        state
-    }
-
     #[test]
     fn later_clock_wins_whatever_the_node() {
         let mut r = Reg::new(stamp(10, 0, 9), 1);
@@ -267,48 +259,38 @@ mod tests {
 
     proptest! {
         #[test]
-        fn join_is_commutative(s in states(), a in any::<Index>(), b in any::<Index>()) {
-            let (a, b) = (a.get(&s), b.get(&s));
-            prop_assert_eq!(a.joined(b), b.joined(a));
+        fn join_is_commutative([a, b] in laws::picks(states())) {
+            laws::commutative(&a, &b)?;
         }
 
         #[test]
-        fn join_is_associative(
-            s in states(), a in any::<Index>(), b in any::<Index>(), c in any::<Index>(),
-        ) {
-            let (a, b, c) = (a.get(&s), b.get(&s), c.get(&s));
-            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
+        fn join_is_associative([a, b, c] in laws::picks(states())) {
+            laws::associative(&a, &b, &c)?;
         }
 
         #[test]
-        fn join_is_idempotent(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            prop_assert_eq!(&a.joined(a), a);
+        fn join_is_idempotent([a] in laws::picks(states())) {
+            laws::idempotent(&a)?;
         }
 
         #[test]
         fn join_laws_hold_even_for_identical_stamps(
             a in colliding(), b in colliding(), c in colliding(),
         ) {
-            prop_assert_eq!(a.joined(&b), b.joined(&a));
-            prop_assert_eq!(a.joined(&b).joined(&c), a.joined(&b.joined(&c)));
-            prop_assert_eq!(a.joined(&a), a);
+            laws::commutative(&a, &b)?;
+            laws::associative(&a, &b, &c)?;
+            laws::idempotent(&a)?;
         }
 
         #[test]
         fn replicas_converge_whatever_the_delivery_order(
-            s in states(),
-            delivery in proptest::collection::vec((any::<Index>(), any::<u32>()), 1..16),
+            (sent, keys) in laws::deliveries(states()),
         ) {
-            let in_order: Vec<&Reg> = delivery.iter().map(|(i, _)| i.get(&s)).collect();
-            let mut shuffled = delivery.clone();
-            shuffled.sort_by_key(|&(_, key)| key);
-            // The second replica also gets the first half again: duplicates.
-            let again = shuffled.len() / 2;
-            shuffled.extend_from_slice(&delivery[..again]);
-            let shuffled: Vec<&Reg> = shuffled.iter().map(|(i, _)| i.get(&s)).collect();
-            let x = deliver(in_order[0], in_order.iter().copied());
-            let y = deliver(shuffled[0], shuffled.iter().copied());
+            // A register has no empty state: each replica starts from the
+            // first state it receives.
+            let shuffled = laws::shuffled_with_duplicates(&sent, &keys);
+            let x = laws::deliver(sent[0], &sent);
+            let y = laws::deliver(*shuffled[0], shuffled);
             prop_assert_eq!(x.value(), y.value());
             prop_assert_eq!(x, y);
         }
@@ -318,7 +300,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 0..40),
         ) {
             let (seen, writes) = history(&ops);
-            let merged = deliver(&Reg::new(Stamp::default(), 0), seen.iter());
+            let merged = laws::deliver(Reg::new(Stamp::default(), 0), seen.iter());
             match writes.iter().max() {
                 Some(&(stamp, value)) => {
                     prop_assert_eq!(merged.stamp(), stamp);
@@ -329,8 +311,8 @@ mod tests {
         }
 
         #[test]
-        fn cbor_round_trips(s in states(), a in any::<Index>(), other in colliding()) {
-            for r in [*a.get(&s), other] {
+        fn cbor_round_trips([a] in laws::picks(states()), other in colliding()) {
+            for r in [a, other] {
                 let bytes = minicbor::to_vec(r).unwrap();
                 prop_assert_eq!(bytes.len(), minicbor::len(r));
                 let back: Reg = minicbor::decode(&bytes).unwrap();

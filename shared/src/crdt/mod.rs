@@ -17,6 +17,8 @@
 pub mod aggregate;
 #[cfg(feature = "alloc")]
 pub mod gcounter;
+#[cfg(test)]
+pub(crate) mod laws;
 pub mod lww;
 #[cfg(feature = "alloc")]
 pub mod orset;

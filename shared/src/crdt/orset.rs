@@ -339,6 +339,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::laws;
     use alloc::collections::BTreeSet;
     use alloc::vec::Vec;
     use proptest::prelude::*;
@@ -457,7 +458,7 @@ mod tests {
                 Op::Gossip => {
                     let states = replicas.clone();
                     for r in &mut replicas {
-                        *r = deliver(r.clone(), &states);
+                        *r = laws::deliver(r.clone(), &states);
                     }
                 }
                 Op::Replay { from, to, age } => {
@@ -474,13 +475,6 @@ mod tests {
 
     fn states() -> impl Strategy<Value = Vec<Set>> {
         ops().prop_map(|ops| history(&ops))
-    }
-
-    fn deliver<'a>(mut state: Set, from: impl IntoIterator<Item = &'a Set>) -> Set {
-        for s in from {
-            state.join(s);
-        }
-        state
     }
 
     #[test]
@@ -573,7 +567,7 @@ mod tests {
                 s
             })
             .collect();
-        let all = deliver(Set::new(), replicas.iter());
+        let all = laws::deliver(Set::new(), replicas.iter());
         for r in &mut replicas {
             r.join(&all);
         }
@@ -636,38 +630,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn join_is_commutative(s in states(), a in any::<Index>(), b in any::<Index>()) {
-            let (a, b) = (a.get(&s), b.get(&s));
-            prop_assert_eq!(a.joined(b), b.joined(a));
+        fn join_is_commutative([a, b] in laws::picks(states())) {
+            laws::commutative(&a, &b)?;
         }
 
         #[test]
-        fn join_is_associative(
-            s in states(), a in any::<Index>(), b in any::<Index>(), c in any::<Index>(),
-        ) {
-            let (a, b, c) = (a.get(&s), b.get(&s), c.get(&s));
-            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
+        fn join_is_associative([a, b, c] in laws::picks(states())) {
+            laws::associative(&a, &b, &c)?;
         }
 
         #[test]
-        fn join_is_idempotent(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            prop_assert_eq!(&a.joined(a), a);
+        fn join_is_idempotent([a] in laws::picks(states())) {
+            laws::idempotent(&a)?;
         }
 
         #[test]
         fn replicas_converge_whatever_the_delivery_order(
-            s in states(),
-            delivery in proptest::collection::vec((any::<Index>(), any::<u32>()), 1..16),
+            (sent, keys) in laws::deliveries(states()),
         ) {
-            let in_order: Vec<&Set> = delivery.iter().map(|(i, _)| i.get(&s)).collect();
-            let mut shuffled = delivery.clone();
-            shuffled.sort_by_key(|&(_, key)| key);
-            // The second replica also gets the first half again: duplicates.
-            let again = shuffled.len() / 2;
-            shuffled.extend_from_slice(&delivery[..again]);
-            let x = deliver(Set::new(), in_order);
-            let y = deliver(Set::new(), shuffled.iter().map(|(i, _)| i.get(&s)));
+            let (x, y) = laws::deliver_two_ways(Set::new(), &sent, &keys);
             prop_assert_eq!(elements(&x), elements(&y));
             prop_assert_eq!(x, y);
         }
@@ -696,13 +677,13 @@ mod tests {
                     Op::Gossip => {
                         let states = replicas.clone();
                         for r in &mut replicas {
-                            *r = deliver(r.clone(), &states);
+                            *r = laws::deliver(r.clone(), &states);
                         }
                     }
                     Op::Replay { .. } | Op::Compact { .. } => {}
                 }
             }
-            let merged = deliver(Set::new(), replicas.iter());
+            let merged = laws::deliver(Set::new(), replicas.iter());
             for elem in 0..ELEMENTS {
                 let expected = added.iter().any(|(e, dot)| *e == elem && !observed.contains(dot));
                 prop_assert_eq!(merged.contains(&elem), expected, "element {}", elem);
@@ -775,21 +756,20 @@ mod tests {
             }
             let [a, b, c] = &replicas;
             let (a, b, c) = (&a.real, &b.real, &c.real);
-            prop_assert_eq!(a.joined(b), b.joined(a));
-            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
-            prop_assert_eq!(&a.joined(a), a);
-            let all_real = deliver(Set::new(), [a, b, c]);
-            let all_shadow = deliver(Set::new(), replicas.iter().map(|r| &r.shadow));
+            laws::commutative(a, b)?;
+            laws::associative(a, b, c)?;
+            laws::idempotent(a)?;
+            let all_real = laws::deliver(Set::new(), [a, b, c]);
+            let all_shadow = laws::deliver(Set::new(), replicas.iter().map(|r| &r.shadow));
             prop_assert_eq!(elements(&all_real), elements(&all_shadow));
         }
 
         #[test]
-        fn cbor_round_trips(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            let bytes = minicbor::to_vec(a).unwrap();
-            prop_assert_eq!(bytes.len(), minicbor::len(a));
+        fn cbor_round_trips([a] in laws::picks(states())) {
+            let bytes = minicbor::to_vec(&a).unwrap();
+            prop_assert_eq!(bytes.len(), minicbor::len(&a));
             let back: Set = minicbor::decode(&bytes).unwrap();
-            prop_assert_eq!(&back, a);
+            prop_assert_eq!(back, a);
         }
     }
 }

@@ -101,9 +101,9 @@ impl Join for PnCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::laws;
     use alloc::vec::Vec;
     use proptest::prelude::*;
-    use proptest::sample::Index;
 
     const REPLICAS: usize = 3;
 
@@ -149,16 +149,6 @@ mod tests {
         proptest::collection::vec(op(), 0..40).prop_map(|ops| history(&ops))
     }
 
-    fn deliver<'a>(
-        mut state: PnCounter,
-        from: impl IntoIterator<Item = &'a PnCounter>,
-    ) -> PnCounter {
-        for s in from {
-            state.join(s);
-        }
-        state
-    }
-
     #[test]
     fn decrement_lowers_the_value_below_zero() {
         let mut c = PnCounter::new();
@@ -190,38 +180,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn join_is_commutative(s in states(), a in any::<Index>(), b in any::<Index>()) {
-            let (a, b) = (a.get(&s), b.get(&s));
-            prop_assert_eq!(a.joined(b), b.joined(a));
+        fn join_is_commutative([a, b] in laws::picks(states())) {
+            laws::commutative(&a, &b)?;
         }
 
         #[test]
-        fn join_is_associative(
-            s in states(), a in any::<Index>(), b in any::<Index>(), c in any::<Index>(),
-        ) {
-            let (a, b, c) = (a.get(&s), b.get(&s), c.get(&s));
-            prop_assert_eq!(a.joined(b).joined(c), a.joined(&b.joined(c)));
+        fn join_is_associative([a, b, c] in laws::picks(states())) {
+            laws::associative(&a, &b, &c)?;
         }
 
         #[test]
-        fn join_is_idempotent(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            prop_assert_eq!(&a.joined(a), a);
+        fn join_is_idempotent([a] in laws::picks(states())) {
+            laws::idempotent(&a)?;
         }
 
         #[test]
         fn replicas_converge_whatever_the_delivery_order(
-            s in states(),
-            delivery in proptest::collection::vec((any::<Index>(), any::<u32>()), 1..16),
+            (sent, keys) in laws::deliveries(states()),
         ) {
-            let in_order: Vec<&PnCounter> = delivery.iter().map(|(i, _)| i.get(&s)).collect();
-            let mut shuffled = delivery.clone();
-            shuffled.sort_by_key(|&(_, key)| key);
-            // The second replica also gets the first half again: duplicates.
-            let again = shuffled.len() / 2;
-            shuffled.extend_from_slice(&delivery[..again]);
-            let x = deliver(PnCounter::new(), in_order);
-            let y = deliver(PnCounter::new(), shuffled.iter().map(|(i, _)| i.get(&s)));
+            let (x, y) = laws::deliver_two_ways(PnCounter::new(), &sent, &keys);
             prop_assert_eq!(x.value(), y.value());
             prop_assert_eq!(x, y);
         }
@@ -238,17 +215,16 @@ mod tests {
                     Op::Sync { .. } => 0,
                 })
                 .sum();
-            let merged = deliver(PnCounter::new(), history(&ops).iter());
+            let merged = laws::deliver(PnCounter::new(), history(&ops).iter());
             prop_assert_eq!(merged.value(), total);
         }
 
         #[test]
-        fn cbor_round_trips(s in states(), a in any::<Index>()) {
-            let a = a.get(&s);
-            let bytes = minicbor::to_vec(a).unwrap();
-            prop_assert_eq!(bytes.len(), minicbor::len(a));
+        fn cbor_round_trips([a] in laws::picks(states())) {
+            let bytes = minicbor::to_vec(&a).unwrap();
+            prop_assert_eq!(bytes.len(), minicbor::len(&a));
             let back: PnCounter = minicbor::decode(&bytes).unwrap();
-            prop_assert_eq!(&back, a);
+            prop_assert_eq!(back, a);
         }
     }
 }
