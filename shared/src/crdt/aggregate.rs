@@ -42,7 +42,7 @@
 //! assert_eq!(hub.merged(&key).mean(), Some(22.0));
 //! ```
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, btree_map};
 use alloc::vec::Vec;
 
 use super::Join;
@@ -199,7 +199,14 @@ impl AggregateState {
     /// Joins one remote entry; returns whether it changed the state.
     pub fn join_entry(&mut self, key: Key, node: NodeId, entry: Entry) -> bool {
         self.versions.observe(node, entry.version);
-        let per_node = self.keys.entry(key).or_default();
+        let per_node = match self.keys.entry(key) {
+            // Most keys have one writer: allocate exactly one slot.
+            btree_map::Entry::Vacant(v) => {
+                v.insert(alloc::vec![(node, entry)]);
+                return true;
+            }
+            btree_map::Entry::Occupied(o) => o.into_mut(),
+        };
         match per_node.binary_search_by_key(&node, |(n, _)| *n) {
             Ok(i) => match per_node.get_mut(i) {
                 Some((_, mine)) if entry.supersedes(mine) => {
