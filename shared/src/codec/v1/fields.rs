@@ -25,7 +25,7 @@ pub fn encode_f64<W: Write>(x: f64, e: &mut Encoder<W>) -> Result<(), EnError<W:
     Ok(())
 }
 
-/// Reads a float written by [`encode_f64`] (or any f32/f64), refusing
+/// Reads a float written by [`encode_f64`] (or any f16/f32/f64), refusing
 /// NaN and infinities: nothing on the wire may carry them.
 pub fn decode_finite_f64(d: &mut Decoder<'_>) -> Result<f64, DeError> {
     let p = d.position();

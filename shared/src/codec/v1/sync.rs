@@ -150,7 +150,7 @@ pub struct DeltaItem {
     pub last_offset_ms: u64,
 }
 
-// Floats compare bitwise here, as in `Summary`.
+// Equality is reflexive: decoding refuses NaN, so no field can hold one.
 impl Eq for DeltaItem {}
 
 impl Delta {
@@ -337,6 +337,7 @@ pub struct Alert {
     pub window: Summary,
 }
 
+// Reflexive for the same reason as `DeltaItem`: no NaN ever decodes.
 impl Eq for Alert {}
 
 impl Alert {
