@@ -28,13 +28,15 @@ const MINUTES: u64 = 60;
 const NODES: u64 = 10;
 const START_MS: u64 = 1_767_225_600_000;
 
-/// One node's hour of 1-minute entries for 100 sensors, each summarising 60
+/// One node's hour of 1-minute entries for its own 100 sensors (sensor ids
+/// are fleet-unique, so each key has one writer), each summarising 60
 /// readings at 1 Hz of a value with two decimals (as sensors report).
 fn node_entries(node: u64, version_base: u64) -> Vec<(Key, Entry)> {
     let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ node;
     let mut out = Vec::new();
     let mut version = version_base;
-    for sensor in 0..SENSORS {
+    let first = node as u32 * SENSORS;
+    for sensor in first..first + SENSORS {
         for m in 0..MINUTES {
             let bucket_start = START_MS / 60_000 * 60_000 + m * 60_000;
             let mut s = Summary::EMPTY;
