@@ -104,20 +104,21 @@ fn main() -> ExitCode {
     );
     println!();
     println!(
-        "{:<8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8}",
-        "sensor", "res", "bucket", "count", "mean", "min", "max"
+        "{:<8} {:>4} {:<17} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "sensor", "res", "bucket (UTC)", "count", "mean", "stddev", "min", "max"
     );
     for (key, s) in hub_a
         .iter_merged()
         .filter(|(k, _)| k.resolution >= Resolution::Minute)
     {
         println!(
-            "{:<8} {:>6} {:>8} {:>9} {:>8.3} {:>8.2} {:>8.2}",
+            "{:<8} {:>4} {:<17} {:>6} {:>8.3} {:>8.3} {:>8.2} {:>8.2}",
             key.sensor.0,
             key.resolution.as_str(),
-            key.bucket.index(),
+            utc_minute(key.bucket.start(key.resolution)),
             s.count,
             s.mean().unwrap_or(f64::NAN),
+            s.stddev().unwrap_or(f64::NAN),
             s.min,
             s.max
         );
@@ -147,4 +148,26 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, from the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`): enough for a demo's table without a
+/// date crate.
+fn utc_minute(t: Timestamp) -> String {
+    let secs = t.as_millis() / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60
+    )
 }
