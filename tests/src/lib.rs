@@ -6,3 +6,9 @@
 //! the sync protocol (`sim`), and `tributary-bench`. They arrive with the
 //! edge, hub and sync issues (#4, #5, #6, #9); the core's own laws are
 //! property-tested inside `tributary-core`.
+//!
+//! It also holds [`nab`], the Numenta Anomaly Benchmark scorer and runner
+//! behind the `tributary-nab` binary (issue #7).
+#![warn(missing_docs)]
+
+pub mod nab;
