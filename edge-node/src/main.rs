@@ -9,14 +9,131 @@
 //! and the local HTTP API. It must not hold domain logic of its own: CRDT,
 //! codec and detector decisions belong to `tributary-core`.
 //!
-//! Status: a shell. The daemon is issue #4; until it lands this binary only
-//! says so and exits with status 2, so no script mistakes it for a gateway.
+//! Status: `tributary-edge detect` (score a CSV recording with the
+//! gateway's detectors) works; the daemon, `tributary-edge run`, is issue #4
+//! and until it lands says so and exits with status 2.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "tributary-edge {}: the gateway daemon is not built yet (issue #4); \
-         run `cargo run -p tributary-core --example converge` for the core demo",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+mod score_csv;
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use score_csv::{Options, TimeFormat};
+
+#[derive(Parser)]
+#[command(version, about = "Tributary edge gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score a CSV recording with the anomaly detector ensemble: every row
+    /// comes out with `<column>_score` (0..1) and `<column>_alert` (0/1)
+    /// per value column.
+    Detect {
+        /// Input CSV file, or `-` for standard input.
+        input: PathBuf,
+        /// Output CSV file; standard output if absent.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Field separator (one character; `\t` for tab).
+        #[arg(short, long, default_value = ",")]
+        delimiter: String,
+        /// The input has no header row: name columns by 0-based index.
+        #[arg(long)]
+        no_header: bool,
+        /// The time column: a header name or a 0-based index.
+        #[arg(short, long, default_value = "timestamp")]
+        time_column: String,
+        /// A value column to score (name or index); repeat for several.
+        /// Default: every column but the time column.
+        #[arg(short = 'c', long = "column")]
+        columns: Vec<String>,
+        /// How timestamps are written.
+        #[arg(long, value_enum, default_value_t = TimeFormat::Auto)]
+        time_format: TimeFormat,
+        /// Score at or above which a row is flagged as an alert.
+        #[arg(long, default_value_t = tributary_core::detect::DEFAULT_ALERT_THRESHOLD)]
+        threshold: f64,
+    },
+    /// Run the gateway daemon (not built yet: issue #4).
+    Run,
+}
+
+fn main() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Run => {
+            eprintln!("tributary-edge: the gateway daemon is not built yet (issue #4)");
+            Ok(ExitCode::from(2))
+        }
+        Command::Detect {
+            input,
+            output,
+            delimiter,
+            no_header,
+            time_column,
+            columns,
+            time_format,
+            threshold,
+        } => {
+            let delimiter = match delimiter.as_str() {
+                "\\t" | "\t" => b'\t',
+                d if d.len() == 1 => d.as_bytes()[0],
+                d => anyhow::bail!("--delimiter must be one ASCII character, got {d:?}"),
+            };
+            let stdin = input.as_os_str() == "-";
+            let input_len = if stdin {
+                None
+            } else {
+                std::fs::metadata(&input).ok().map(|m| m.len())
+            };
+            let reader: Box<dyn io::Read> = if stdin {
+                Box::new(io::stdin().lock())
+            } else {
+                Box::new(
+                    File::open(&input)
+                        .with_context(|| format!("cannot open {}", input.display()))?,
+                )
+            };
+            let writer: Box<dyn io::Write> = match &output {
+                Some(p) => Box::new(
+                    File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                ),
+                None => Box::new(io::stdout().lock()),
+            };
+            let opts = Options {
+                delimiter,
+                header: !no_header,
+                time_column,
+                value_columns: columns,
+                time_format,
+                threshold,
+                input_len,
+                progress_every: Some(Duration::from_secs(2)),
+            };
+            let report = score_csv::run(BufReader::new(reader), BufWriter::new(writer), &opts)
+                .with_context(|| format!("scoring {}", input.display()))?;
+            eprintln!("detect: {} rows", report.rows);
+            for (name, alerts, skipped) in &report.columns {
+                eprintln!(
+                    "  {name}: {alerts} alerts at threshold {threshold}, {skipped} cells not numeric (no score)"
+                );
+            }
+            if report.bad_timestamps > 0 {
+                eprintln!(
+                    "  {} rows with an unreadable timestamp (no score; see --time-format)",
+                    report.bad_timestamps
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -7,6 +7,9 @@
 //! [`Summary`](summary::Summary) monoid, the CRDTs ([`crdt`]), the versioned
 //! CBOR wire codec ([`codec::v1`]) and the COBS + CRC-32 framing for byte
 //! streams ([`codec::frame`]).
+//! - [`detect`]: streaming anomaly detectors (z-score, MAD, CUSUM,
+//!   Page-Hinkley, flatline, rate-of-change, range, seasonal, ensemble) as
+//!   step functions with fixed-size `Copy` state.
 //!
 //! It must not do I/O, read a clock, or draw random numbers: time and
 //! randomness are parameters, so every function here is replayable and the
@@ -28,6 +31,7 @@ extern crate alloc;
 
 pub mod codec;
 pub mod crdt;
+pub mod detect;
 pub mod hlc;
 pub mod ids;
 pub mod summary;

@@ -101,7 +101,8 @@ fn all_writes_nab_layout_and_prints_json_lines() {
             "nab.window_gaussian.standard",
             "nab.window_gaussian.reward_low_FP_rate",
             "nab.window_gaussian.reward_low_FN_rate",
-            "nab.window_gaussian.throughput"
+            "nab.window_gaussian.throughput",
+            "nab.window_gaussian.state_bytes"
         ]
     );
     for j in &json {

@@ -600,3 +600,29 @@ fn a_bad_data_row_names_the_file_and_line() {
     let err = load_error(&dir);
     assert!(err.contains("f.csv") && err.contains("line: 3"), "{err}");
 }
+
+/// Issue #7's floor: the core's default ensemble, one parameter set for
+/// every series, beats Skyline (58.2) and KNN-CAD (58.0) on NAB's standard
+/// profile. The figures are pinned loosely so tuning can move them, but a
+/// regression below the floor fails here rather than in a benchmark nobody
+/// reads.
+#[test]
+fn the_tributary_ensemble_scores_at_least_60_on_the_standard_profile() {
+    let make = nab::registry::find("tributary_ensemble").unwrap();
+    let scores: Vec<Vec<f64>> = corpus()
+        .files
+        .iter()
+        .map(|f| nab::run_file(make, f).0)
+        .collect();
+    assert!(scores.iter().flatten().all(|a| (0.0..=1.0).contains(a)));
+    let results = nab::score_all(corpus(), &scores, &profiles(), None).unwrap();
+    let normalized: Vec<(&str, f64)> = results
+        .iter()
+        .map(|r| (r.profile.as_str(), r.normalized))
+        .collect();
+    let standard = results.iter().find(|r| r.profile == "standard").unwrap();
+    assert!(
+        standard.normalized >= 60.0,
+        "NAB scores by profile: {normalized:?}"
+    );
+}

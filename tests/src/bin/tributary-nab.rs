@@ -118,6 +118,7 @@ fn run_cli(cli: Cli) -> Result<()> {
                 None,
             )?;
             throughput(&mut out, &corpus, &args.detector, elapsed)?;
+            state_size(&mut out, &args.detector)?;
         }
     }
     Ok(())
@@ -295,6 +296,30 @@ fn throughput(
         "baseline": "null",
         "baseline_value": round(null_rate, 0),
         "ratio": round(rate / null_rate, 4),
+    });
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// State bytes per stream, against NAB's windowed Gaussian baseline.
+fn state_size(out: &mut impl Write, detector: &str) -> Result<()> {
+    let (Some(bytes), Some(baseline)) = (
+        nab::registry::state_bytes(detector),
+        nab::registry::state_bytes("window_gaussian"),
+    ) else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "state: {bytes} bytes per stream (window_gaussian: {baseline})"
+    )?;
+    let line = json!({
+        "name": format!("nab.{detector}.state_bytes"),
+        "unit": "bytes",
+        "value": bytes,
+        "baseline": "window_gaussian",
+        "baseline_value": baseline,
+        "ratio": round(bytes as f64 / baseline as f64, 4),
     });
     writeln!(out, "{line}")?;
     Ok(())
