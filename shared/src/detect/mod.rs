@@ -37,6 +37,12 @@
 //! target (the 32-bit thumb ones included: `f64` and `u64` are 8-byte aligned
 //! there too), by a test next to each detector, and by one that checks this
 //! table.
+//!
+//! Scores become alerts through [`AlertState`] (32 bytes per stream): an
+//! alert opens at [`AlertPolicy::open`], stays open within a hysteresis band
+//! and resolves after [`AlertPolicy::clear_after`] calm samples, so a noisy
+//! sensor cannot flood the uplink with alerts.
+//!
 //! Throughput of the default ensemble: about 3.8 million samples per second
 //! on one x86-64 core (release build); see `benches/detect.rs`.
 //!
@@ -60,6 +66,7 @@
 //! assert_eq!(limits.step(Timestamp::from_millis(0), 90.0), 1.0);
 //! ```
 
+mod alert;
 mod cusum;
 mod ensemble;
 mod flatline;
@@ -70,6 +77,7 @@ mod rate;
 mod seasonal;
 mod zscore;
 
+pub use alert::{AlertEvent, AlertPolicy, AlertState};
 pub use cusum::Cusum;
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use flatline::Flatline;
@@ -101,6 +109,7 @@ const _: () = {
     assert!(size_of::<RangeLimits>() == RangeLimits::STATE_BYTES);
     assert!(size_of::<Seasonal>() == Seasonal::STATE_BYTES);
     assert!(size_of::<Ensemble>() == Ensemble::STATE_BYTES);
+    assert!(size_of::<AlertState>() == AlertState::STATE_BYTES);
 };
 
 /// A streaming anomaly detector: one sample in, one score in `[0, 1]` out.
