@@ -122,9 +122,10 @@ fn main() -> Result<ExitCode> {
             let report = score_csv::run(BufReader::new(reader), BufWriter::new(writer), &opts)
                 .with_context(|| format!("scoring {}", input.display()))?;
             eprintln!("detect: {} rows", report.rows);
-            for (name, alerts, skipped) in &report.columns {
+            for c in &report.columns {
                 eprintln!(
-                    "  {name}: {alerts} alerts at threshold {threshold}, {skipped} cells not numeric (no score)"
+                    "  {}: {} rows at or above {threshold} ({} alerts opened), {} cells not numeric (no score)",
+                    c.name, c.alert_rows, c.alerts_opened, c.skipped
                 );
             }
             if report.bad_timestamps > 0 {

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use tributary_core::detect::{Detector, Ensemble, EnsembleConfig};
+use tributary_core::detect::{
+    AlertEvent, AlertPolicy, AlertState, Detector, Ensemble, EnsembleConfig,
+};
 use tributary_core::ids::Timestamp;
 
 /// How timestamps in the time column are written.
@@ -57,10 +59,24 @@ pub struct Options {
 pub struct Report {
     /// Data rows read (and written).
     pub rows: u64,
-    /// Per value column: (name, alerts raised, cells skipped as not numeric).
-    pub columns: Vec<(String, u64, u64)>,
+    /// Per value column, in output order.
+    pub columns: Vec<ColumnReport>,
     /// Rows whose timestamp could not be read (scored as "no score").
     pub bad_timestamps: u64,
+}
+
+/// What one value column saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ColumnReport {
+    /// The column's name (`colN` without a header).
+    pub name: String,
+    /// Rows flagged (score at or above the threshold).
+    pub alert_rows: u64,
+    /// Alerts opened: runs of flagged rows merged by the gateway's
+    /// hysteresis ([`AlertPolicy`]), i.e. what an operator would be sent.
+    pub alerts_opened: u64,
+    /// Cells that were empty or not a finite number (no score).
+    pub skipped: u64,
 }
 
 /// Why a run stopped.
@@ -144,8 +160,20 @@ pub fn run(input: impl Read, output: impl Write, opts: &Options) -> Result<Repor
         .iter()
         .map(|_| Box::new(Ensemble::new(EnsembleConfig::DEFAULT)))
         .collect();
+    let policy = AlertPolicy {
+        open: opts.threshold,
+        close: opts.threshold.min(AlertPolicy::DEFAULT.close),
+        ..AlertPolicy::DEFAULT
+    };
+    let mut alerts = vec![AlertState::new(); value_idx.len()];
     let mut report = Report {
-        columns: value_idx.iter().map(|&i| (name_of(i), 0, 0)).collect(),
+        columns: value_idx
+            .iter()
+            .map(|&i| ColumnReport {
+                name: name_of(i),
+                ..ColumnReport::default()
+            })
+            .collect(),
         ..Report::default()
     };
     let started = Instant::now();
@@ -172,7 +200,12 @@ pub fn run(input: impl Read, output: impl Write, opts: &Options) -> Result<Repor
                 (Some(t), Some(x), Some(det), Some(col)) => {
                     let score = det.step(t, x);
                     let alert = score >= opts.threshold;
-                    col.1 += u64::from(alert);
+                    col.alert_rows += u64::from(alert);
+                    if let Some(state) = alerts.get_mut(k)
+                        && let Some(AlertEvent::Opened { .. }) = state.step(&policy, t, score)
+                    {
+                        col.alerts_opened += 1;
+                    }
                     let mut s = String::new();
                     let _ = write!(s, "{score:.6}");
                     row_out.push(s);
@@ -182,7 +215,7 @@ pub fn run(input: impl Read, output: impl Write, opts: &Options) -> Result<Repor
                     if v.is_none()
                         && let Some(col) = col
                     {
-                        col.2 += 1;
+                        col.skipped += 1;
                     }
                     row_out.push(String::new());
                     row_out.push(String::new());
@@ -341,7 +374,7 @@ mod tests {
         assert_eq!(
             r.columns
                 .iter()
-                .map(|c| (c.0.as_str(), c.2))
+                .map(|c| (c.name.as_str(), c.skipped))
                 .collect::<Vec<_>>(),
             [("temp", 1), ("hum", 0)]
         );
@@ -439,6 +472,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let spike = text.lines().nth(1501).unwrap();
         assert!(spike.ends_with(",1"), "{spike}");
-        assert!(r.columns[0].1 >= 1);
+        assert!(r.columns[0].alert_rows >= 1);
+        assert_eq!(r.columns[0].alerts_opened, 1, "{:?}", r.columns);
     }
 }
