@@ -15,9 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::PathBuf;
+
+mod support;
 
 use criterion::{BatchSize, Criterion, Throughput};
+use support::{Line, criterion_dir, mean_ns, print_lines};
 use tributary_core::codec::v1::{self, Delta, Message};
 use tributary_core::crdt::aggregate::{AggregateState, Entry, Key};
 use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
@@ -138,14 +140,6 @@ fn naive_decode(bytes: &[u8]) -> Vec<(Key, NodeId, Entry)> {
     out
 }
 
-struct Line {
-    name: &'static str,
-    unit: &'static str,
-    value: f64,
-    baseline: &'static str,
-    baseline_value: f64,
-}
-
 fn main() {
     let out_dir = criterion_dir();
     let mut c = Criterion::default()
@@ -230,65 +224,40 @@ fn main() {
     let flat = per_sec(total, ns("join", "baseline_flat_btreemap"));
     let lines = [
         Line {
-            name: "core.join.update",
+            name: "core.join.update".into(),
             unit: "entries/s",
             value: per_sec(total, ns("join", "update")),
             baseline: "flat_btreemap_insert",
             baseline_value: flat,
         },
         Line {
-            name: "core.join.insert",
+            name: "core.join.insert".into(),
             unit: "entries/s",
             value: per_sec(total, ns("join", "insert")),
             baseline: "flat_btreemap_insert",
             baseline_value: flat,
         },
         Line {
-            name: "core.delta.encode",
+            name: "core.delta.encode".into(),
             unit: "MB/s",
             value: mbps(wire.len(), ns("codec", "delta_encode")),
             baseline: "naive_cbor_encode",
             baseline_value: mbps(naive.len(), ns("codec", "naive_encode")),
         },
         Line {
-            name: "core.delta.decode",
+            name: "core.delta.decode".into(),
             unit: "MB/s",
             value: mbps(wire.len(), ns("codec", "delta_decode")),
             baseline: "naive_cbor_decode",
             baseline_value: mbps(naive.len(), ns("codec", "naive_decode")),
         },
         Line {
-            name: "core.delta.bytes_per_1m_entry",
+            name: "core.delta.bytes_per_1m_entry".into(),
             unit: "bytes",
             value: wire.len() as f64 / entries.len() as f64,
             baseline: "naive_cbor",
             baseline_value: naive.len() as f64 / entries.len() as f64,
         },
     ];
-    for l in lines {
-        println!(
-            "{{\"name\":\"{}\",\"unit\":\"{}\",\"value\":{:.3},\"baseline\":\"{}\",\"baseline_value\":{:.3},\"ratio\":{:.3}}}",
-            l.name,
-            l.unit,
-            l.value,
-            l.baseline,
-            l.baseline_value,
-            l.value / l.baseline_value
-        );
-    }
-}
-
-/// Where criterion writes its estimates, so they can be read back.
-fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-/// The mean time per iteration criterion estimated, in ns.
-fn mean_ns(dir: &std::path::Path, group: &str, id: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(dir.join(group).join(id).join("new/estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("mean")?.get("point_estimate")?.as_f64()
+    print_lines(&lines);
 }

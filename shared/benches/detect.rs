@@ -11,9 +11,11 @@
 //! a fast, rougher pass).
 
 use std::hint::black_box;
-use std::path::PathBuf;
+
+mod support;
 
 use criterion::{Criterion, Throughput};
+use support::{Line, criterion_dir, mean_ns, print_lines};
 use tributary_core::detect::{
     Cusum, Detector, Ensemble, EwmaZScore, Flatline, MadZScore, PageHinkley, RangeLimits,
     RateOfChange, Seasonal,
@@ -53,14 +55,6 @@ fn run<D: Detector>(mut d: D, data: &[(Timestamp, f64)]) -> f64 {
         acc += d.step(t, x);
     }
     acc
-}
-
-struct Line {
-    name: String,
-    unit: &'static str,
-    value: f64,
-    baseline: &'static str,
-    baseline_value: f64,
 }
 
 fn main() {
@@ -129,30 +123,5 @@ fn main() {
             baseline_value: 8.0,
         });
     }
-    for l in lines {
-        println!(
-            "{{\"name\":\"{}\",\"unit\":\"{}\",\"value\":{:.3},\"baseline\":\"{}\",\"baseline_value\":{:.3},\"ratio\":{:.3}}}",
-            l.name,
-            l.unit,
-            l.value,
-            l.baseline,
-            l.baseline_value,
-            l.value / l.baseline_value
-        );
-    }
-}
-
-/// Where criterion writes its estimates, so they can be read back.
-fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-/// The mean time per iteration criterion estimated, in ns.
-fn mean_ns(dir: &std::path::Path, group: &str, id: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(dir.join(group).join(id).join("new/estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("mean")?.get("point_estimate")?.as_f64()
+    print_lines(&lines);
 }
