@@ -38,20 +38,8 @@ pub const MAX_PHYSICAL_MS: u64 = (1 << 48) - 1;
 
 /// A hybrid logical clock reading: physical ms (high 48 bits) and a logical
 /// counter (low 16 bits). Ordered as the packed integer.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct Hlc(#[n(0)] u64);
 
@@ -92,20 +80,8 @@ impl Hlc {
 }
 
 /// An HLC reading plus its writer: a total order over all writes of a fleet.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(array)]
 pub struct Stamp {
     /// When, by the writer's hybrid clock. Compared first.

@@ -15,20 +15,8 @@ use core::fmt;
 /// A replica that writes: a device gateway or a hub. It is the CRDT actor,
 /// the single writer of its own entries, and the final tie-break of every
 /// ordering, so two replicas must never share one.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct NodeId(#[n(0)] pub u64);
 
@@ -59,20 +47,8 @@ impl core::str::FromStr for NodeId {
 pub struct ParseIdError;
 
 /// One measured quantity on one device (a channel), unique within a fleet.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct SensorId(#[n(0)] pub u32);
 
@@ -85,20 +61,8 @@ impl fmt::Display for SensorId {
 /// A device (a microcontroller behind a gateway). Not a CRDT actor: its
 /// gateway writes on its behalf, so it needs no global uniqueness beyond
 /// the gateway's own devices, but a 64-bit id lets it be a MAC or EUI-64.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct DeviceId(#[n(0)] pub u64);
 
@@ -109,20 +73,8 @@ impl fmt::Display for DeviceId {
 }
 
 /// Milliseconds since the Unix epoch (UTC), as read by the caller's clock.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct Timestamp(#[n(0)] pub u64);
 
@@ -139,19 +91,8 @@ impl Timestamp {
 
 /// The width of an aggregation bucket. Each is a whole multiple of the
 /// finer one, so buckets nest and roll up exactly.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(index_only)]
 pub enum Resolution {
     /// One second.
@@ -233,20 +174,8 @@ pub struct ParseResolutionError;
 /// epoch (`start = index × width`). It is meaningful only next to its
 /// [`Resolution`]; storing the index rather than a start time keeps it small
 /// on the wire (a minute index fits in 4 bytes of CBOR until 10136).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    minicbor::Encode,
-    minicbor::Decode,
-    minicbor::CborLen,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(minicbor::Encode, minicbor::Decode, minicbor::CborLen)]
 #[cbor(transparent)]
 pub struct Bucket(#[n(0)] pub u64);
 

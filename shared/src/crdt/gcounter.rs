@@ -43,7 +43,7 @@ use crate::ids::NodeId;
     Hash,
     minicbor::Encode,
     minicbor::Decode,
-    minicbor::CborLen,
+    minicbor::CborLen
 )]
 pub struct GCounter {
     /// Count per node. Zero counts are never stored, so two counters with

@@ -51,7 +51,15 @@ use crate::hlc::Stamp;
 /// A register holding the value of its latest write, as ordered by
 /// [`Stamp`] and, for identical stamps only, by the value itself.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, minicbor::Encode, minicbor::Decode, minicbor::CborLen,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    minicbor::Encode,
+    minicbor::Decode,
+    minicbor::CborLen
 )]
 pub struct LwwRegister<T> {
     /// The stamp of the write that produced `value`.

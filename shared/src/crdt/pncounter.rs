@@ -39,7 +39,7 @@ use crate::ids::NodeId;
     Hash,
     minicbor::Encode,
     minicbor::Decode,
-    minicbor::CborLen,
+    minicbor::CborLen
 )]
 pub struct PnCounter {
     /// Increments per node.

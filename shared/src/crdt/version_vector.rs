@@ -19,7 +19,7 @@ use crate::ids::NodeId;
     Hash,
     minicbor::Encode,
     minicbor::Decode,
-    minicbor::CborLen,
+    minicbor::CborLen
 )]
 pub struct Dot {
     /// The node that made the add.
@@ -41,7 +41,7 @@ pub struct Dot {
     Hash,
     minicbor::Encode,
     minicbor::Decode,
-    minicbor::CborLen,
+    minicbor::CborLen
 )]
 #[cbor(transparent)]
 pub struct VersionVector(

@@ -272,7 +272,16 @@ impl Delta {
 
 /// Which detector raised an alert. New detectors take new indices; an
 /// index is never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, minicbor::Encode, minicbor::Decode)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    minicbor::Encode,
+    minicbor::Decode
+)]
 #[cbor(index_only)]
 pub enum DetectorKind {
     /// Robust z-score over an EWMA mean and variance.
