@@ -27,6 +27,15 @@ done
 step "firmware (own workspace, thumbv7em)"
 (cd firmware && cargo clippy --locked -- -D warnings && cargo build --locked --release)
 
+step "licences and duplicate crates (cargo-deny)"
+# Pinned: a new cargo-deny may add checks; bump deliberately. Installing it
+# builds from source (~5 min on 2 cores), once per machine.
+CARGO_DENY_VERSION="0.18.9"
+if [[ "$(cargo deny --version 2>/dev/null || true)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION"
+fi
+cargo deny --log-level error check licenses bans
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
