@@ -10,6 +10,9 @@
 //! - [`detect`]: streaming anomaly detectors (z-score, MAD, CUSUM,
 //!   Page-Hinkley, flatline, rate-of-change, range, seasonal, ensemble) as
 //!   step functions with fixed-size `Copy` state.
+//! - [`sync`]: the edge ↔ hub sync protocol as I/O-free state machines
+//!   (`NodeSync`, `HubSync`); time is a parameter, so it runs under
+//!   deterministic simulation (`tests/sim.rs`).
 //!
 //! It must not do I/O, read a clock, or draw random numbers: time and
 //! randomness are parameters, so every function here is replayable and the
@@ -38,3 +41,5 @@ pub mod detect;
 pub mod hlc;
 pub mod ids;
 pub mod summary;
+#[cfg(feature = "alloc")]
+pub mod sync;
