@@ -23,9 +23,8 @@
 //! assert_eq!(on_a.get(b), 4);
 //! ```
 
-use alloc::collections::BTreeMap;
-
 use super::Join;
+use super::version_vector::VersionVector;
 use crate::ids::NodeId;
 
 /// A grow-only counter: per-node counts whose sum only increases.
@@ -46,18 +45,19 @@ use crate::ids::NodeId;
     minicbor::CborLen
 )]
 pub struct GCounter {
-    /// Count per node. Zero counts are never stored, so two counters with
-    /// the same counts compare equal however they were built.
+    /// Count per node: the same shape, join and wire form as a version
+    /// vector (a per-node monotone counter). Zero counts are never stored
+    /// (nor kept when decoded), so two counters with the same counts compare
+    /// equal however they were built.
     #[n(0)]
-    #[cbor(decode_with = "decode_counts")]
-    counts: BTreeMap<NodeId, u64>,
+    counts: VersionVector,
 }
 
 impl GCounter {
     /// A counter at zero.
     pub const fn new() -> Self {
         GCounter {
-            counts: BTreeMap::new(),
+            counts: VersionVector::new(),
         }
     }
 
@@ -66,11 +66,9 @@ impl GCounter {
     /// would then silently discard every later increment. Adding zero does
     /// nothing.
     pub fn increment(&mut self, node: NodeId, by: u64) {
-        if by == 0 {
-            return;
-        }
-        let count = self.counts.entry(node).or_insert(0);
-        *count = count.saturating_add(by);
+        // A zero `by` leaves the count as it is; `observe` never stores 0.
+        self.counts
+            .observe(node, self.counts.get(node).saturating_add(by));
     }
 
     /// The total over all nodes, exact: each count is below 2⁶⁴ and an entry
@@ -79,40 +77,25 @@ impl GCounter {
     /// addition is there only so that no input can make it panic.
     pub fn value(&self) -> u128 {
         self.counts
-            .values()
-            .fold(0u128, |sum, &c| sum.saturating_add(u128::from(c)))
+            .iter()
+            .fold(0u128, |sum, (_, c)| sum.saturating_add(u128::from(c)))
     }
 
     /// `node`'s count (zero for a node that never incremented).
     pub fn get(&self, node: NodeId) -> u64 {
-        self.counts.get(&node).copied().unwrap_or(0)
+        self.counts.get(node)
     }
 
     /// The nonzero counts, by ascending node id.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
-        self.counts.iter().map(|(&node, &count)| (node, count))
+        self.counts.iter()
     }
 }
 
 impl Join for GCounter {
     fn join(&mut self, other: &Self) {
-        for (&node, &theirs) in &other.counts {
-            let mine = self.counts.entry(node).or_insert(0);
-            *mine = (*mine).max(theirs);
-        }
+        self.counts.join(&other.counts);
     }
-}
-
-/// Decodes the count map, dropping zero entries a peer may have sent: no
-/// operation creates them, and keeping them would make equal counters
-/// compare unequal.
-fn decode_counts<Ctx>(
-    d: &mut minicbor::Decoder<'_>,
-    ctx: &mut Ctx,
-) -> Result<BTreeMap<NodeId, u64>, minicbor::decode::Error> {
-    let mut counts: BTreeMap<NodeId, u64> = minicbor::Decode::decode(d, ctx)?;
-    counts.retain(|_, c| *c != 0);
-    Ok(counts)
 }
 
 #[cfg(test)]
@@ -210,8 +193,15 @@ mod tests {
 
     #[test]
     fn decoding_drops_zero_counts() {
-        let sent = GCounter {
-            counts: BTreeMap::from([(NodeId(1), 0), (NodeId(2), 3)]),
+        // A peer's counter with a zero entry, which no operation here can
+        // build: the same derive shape as `GCounter`, over a plain map.
+        #[derive(minicbor::Encode)]
+        struct Peer {
+            #[n(0)]
+            counts: alloc::collections::BTreeMap<NodeId, u64>,
+        }
+        let sent = Peer {
+            counts: [(NodeId(1), 0), (NodeId(2), 3)].into(),
         };
         let received: GCounter = minicbor::decode(&minicbor::to_vec(&sent).unwrap()).unwrap();
         let mut expected = GCounter::new();
