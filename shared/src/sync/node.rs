@@ -4,7 +4,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use super::{DeltaSource, SyncError, kind};
-use crate::codec::v1::{Ack, Delta, Hello, MAX_MESSAGE, Message, Resume};
+use crate::codec::v1::{self, Ack, Delta, Hello, MAX_MESSAGE, Message, Resume};
 use crate::ids::NodeId;
 
 /// Limits of a node's sending side.
@@ -323,7 +323,7 @@ impl NodeSync {
                 to,
                 prefix.iter().copied(),
             ));
-            let len = encoded_len(&msg);
+            let len = v1::encoded_len(&msg);
             if len <= limit {
                 return Some((msg, to, len));
             }
@@ -340,28 +340,9 @@ impl NodeSync {
     }
 }
 
-/// The size of `v1::encode(msg)`, without building it.
-fn encoded_len(msg: &Message) -> usize {
-    struct Count(usize);
-    impl minicbor::encode::Write for Count {
-        type Error = core::convert::Infallible;
-        fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
-            self.0 = self.0.saturating_add(buf.len());
-            Ok(())
-        }
-    }
-    let mut count = Count(1); // the version byte
-    match minicbor::encode(msg, &mut count) {
-        Ok(()) => count.0,
-        // Counting cannot fail and no message's Encode does.
-        Err(_) => usize::MAX,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::v1;
     use crate::crdt::aggregate::AggregateState;
     use crate::ids::{SensorId, Timestamp};
     use std::vec;
@@ -450,7 +431,7 @@ mod tests {
             prev = d.to;
         }
         for m in &out {
-            assert_eq!(encoded_len(m), v1::encode(m).len());
+            assert_eq!(v1::encoded_len(m), v1::encode(m).len());
         }
         let more = n.on_message(ack(prev), 1, &src).unwrap();
         assert_eq!(more.len(), 3, "an ack frees the whole window");

@@ -72,26 +72,46 @@ pub struct BufferTooSmall;
 
 /// Encodes an edge ↔ hub message.
 #[cfg(feature = "alloc")]
-#[expect(
-    clippy::expect_used,
-    reason = "a Vec's Write is infallible and no Encode impl of a message returns an error"
-)]
 pub fn encode(msg: &Message) -> alloc::vec::Vec<u8> {
-    let mut out = alloc::vec![WIRE_VERSION];
-    minicbor::encode(msg, &mut out).expect("encoding into a Vec cannot fail");
-    out
+    encode_to_vec(msg)
 }
 
 /// Encodes a device message into a new vector (gateway side).
+#[cfg(feature = "alloc")]
+pub fn encode_device_vec(msg: &DeviceMessage) -> alloc::vec::Vec<u8> {
+    encode_to_vec(msg)
+}
+
+/// `[WIRE_VERSION][CBOR of msg]` in a new vector.
 #[cfg(feature = "alloc")]
 #[expect(
     clippy::expect_used,
     reason = "a Vec's Write is infallible and no Encode impl of a message returns an error"
 )]
-pub fn encode_device_vec(msg: &DeviceMessage) -> alloc::vec::Vec<u8> {
+fn encode_to_vec<T: minicbor::Encode<()>>(msg: &T) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec![WIRE_VERSION];
     minicbor::encode(msg, &mut out).expect("encoding into a Vec cannot fail");
     out
+}
+
+/// The size [`encode`] would give `msg`, without building it (senders use
+/// it to cut batches to a byte limit).
+#[cfg(feature = "alloc")]
+pub fn encoded_len(msg: &Message) -> usize {
+    struct Count(usize);
+    impl minicbor::encode::Write for Count {
+        type Error = core::convert::Infallible;
+        fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(())
+        }
+    }
+    let mut count = Count(1); // the version byte
+    match minicbor::encode(msg, &mut count) {
+        Ok(()) => count.0,
+        // Counting cannot fail and no message's Encode does.
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Decodes one whole edge ↔ hub message (an MQTT payload).
@@ -104,8 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
 /// used; [`DecodeError::Incomplete`] if `buf` holds only part of it.
 #[cfg(feature = "alloc")]
 pub fn decode_prefix(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
-    let (version, body) = split_version(buf, MAX_MESSAGE, true)?;
-    let _ = version;
+    let body = split_version(buf, MAX_MESSAGE, true)?;
     let mut d = minicbor::Decoder::new(body);
     match d.decode::<Message>() {
         Ok(msg) => {
@@ -146,7 +165,7 @@ fn decode_whole<'b, T: minicbor::Decode<'b, ()>>(
     max: usize,
     validate: impl FnOnce(&T) -> Result<(), &'static str>,
 ) -> Result<T, DecodeError> {
-    let (_, body) = split_version(bytes, max, false)?;
+    let body = split_version(bytes, max, false)?;
     let mut d = minicbor::Decoder::new(body);
     let msg: T = d
         .decode()
@@ -158,7 +177,9 @@ fn decode_whole<'b, T: minicbor::Decode<'b, ()>>(
     Ok(msg)
 }
 
-fn split_version(bytes: &[u8], max: usize, stream: bool) -> Result<(u8, &[u8]), DecodeError> {
+/// Checks the version byte (and, for a whole message, the size limit) and
+/// returns the CBOR body after it.
+fn split_version(bytes: &[u8], max: usize, stream: bool) -> Result<&[u8], DecodeError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(if stream {
             DecodeError::Incomplete(1)
@@ -178,12 +199,11 @@ fn split_version(bytes: &[u8], max: usize, stream: bool) -> Result<(u8, &[u8]), 
             max,
         });
     }
-    let body = if stream {
+    Ok(if stream {
         body.get(..max.saturating_sub(1)).unwrap_or(body)
     } else {
         body
-    };
-    Ok((version, body))
+    })
 }
 
 /// Maps a CBOR decoding failure to a stable metric label.
