@@ -168,25 +168,25 @@ impl AggregateState {
     pub fn add_summary(&mut self, node: NodeId, key: Key, s: &Summary) -> u64 {
         let version = self.next_version(node);
         let per_node = self.keys.entry(key).or_default();
-        let i = match per_node.binary_search_by_key(&node, |(n, _)| *n) {
-            Ok(i) => i,
-            Err(i) => {
-                per_node.insert(
-                    i,
-                    (
-                        node,
-                        Entry {
-                            version,
-                            summary: Summary::EMPTY,
-                        },
-                    ),
-                );
-                i
+        match per_node.binary_search_by_key(&node, |(n, _)| *n) {
+            Ok(i) => {
+                if let Some((_, entry)) = per_node.get_mut(i) {
+                    entry.summary.combine(s);
+                    entry.version = version;
+                }
             }
-        };
-        if let Some((_, entry)) = per_node.get_mut(i) {
-            entry.summary.combine(s);
-            entry.version = version;
+            // The first write of this node to this key: the window itself
+            // (the same bits as `Summary::EMPTY` combined with it).
+            Err(i) => per_node.insert(
+                i,
+                (
+                    node,
+                    Entry {
+                        version,
+                        summary: *s,
+                    },
+                ),
+            ),
         }
         version
     }
