@@ -278,6 +278,28 @@ pub(crate) mod testutil {
             .collect()
     }
 
+    /// The change-point detectors' shared checks: on uniform noise, a level
+    /// shift at sample 600 (by 2, −2 and 4, i.e. 3.5σ to 7σ) raises the first
+    /// score ≥ `alarm` within 10 samples, and 5 000 samples of the same
+    /// noise without a shift never reach `alarm`.
+    pub fn check_level_step_and_quiet_noise<D: Detector + Copy>(fresh: D, alarm: f64) {
+        for (seed, shift) in [(1, 2.0), (2, -2.0), (3, 4.0)] {
+            let mut noise = Noise(seed);
+            let xs: std::vec::Vec<f64> = (0..1000)
+                .map(|i| noise.next() + if i >= 600 { shift } else { 0.0 })
+                .collect();
+            let scores = run(&mut fresh.clone(), &xs);
+            let first = scores.iter().position(|&s| s >= alarm);
+            assert!(
+                matches!(first, Some(i) if (600..610).contains(&i)),
+                "shift {shift}: first alarm {first:?}"
+            );
+        }
+        let mut noise = Noise(5);
+        let xs: std::vec::Vec<f64> = (0..5000).map(|_| noise.next()).collect();
+        assert!(run(&mut fresh.clone(), &xs).iter().all(|&s| s < alarm));
+    }
+
     /// Arbitrary samples: mostly ordinary values, with NaN, ±∞, huge and
     /// tiny values mixed in.
     pub fn samples() -> impl proptest::strategy::Strategy<Value = std::vec::Vec<f64>> {

@@ -121,7 +121,9 @@ impl Detector for PageHinkley {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{Noise, check_arbitrary, check_contract, run, samples};
+    use crate::detect::testutil::{
+        Noise, check_arbitrary, check_contract, check_level_step_and_quiet_noise, samples,
+    };
     use proptest::prelude::*;
 
     #[test]
@@ -133,27 +135,8 @@ mod tests {
     }
 
     #[test]
-    fn level_step_is_flagged_within_bounded_samples() {
-        for (seed, shift) in [(1, 2.0), (2, -2.0), (3, 4.0)] {
-            let mut noise = Noise(seed);
-            let xs: std::vec::Vec<f64> = (0..1000)
-                .map(|i| noise.next() + if i >= 600 { shift } else { 0.0 })
-                .collect();
-            let scores = run(&mut PageHinkley::default(), &xs);
-            let first = scores.iter().position(|&s| s >= PageHinkley::ALARM_SCORE);
-            assert!(
-                matches!(first, Some(i) if (600..610).contains(&i)),
-                "shift {shift}: first alarm {first:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn steady_noise_does_not_alarm() {
-        let mut noise = Noise(5);
-        let xs: std::vec::Vec<f64> = (0..5000).map(|_| noise.next()).collect();
-        let scores = run(&mut PageHinkley::default(), &xs);
-        assert!(scores.iter().all(|&s| s < PageHinkley::ALARM_SCORE));
+    fn level_step_is_flagged_within_bounded_samples_and_noise_is_quiet() {
+        check_level_step_and_quiet_noise(PageHinkley::default(), PageHinkley::ALARM_SCORE);
     }
 
     #[test]
