@@ -14,6 +14,11 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod detect;
 pub mod ingest;
 pub mod metrics;
 pub mod reading;
+pub mod store;

@@ -9,9 +9,10 @@
 //! and the local HTTP API. It must not hold domain logic of its own: CRDT,
 //! codec and detector decisions belong to `tributary-core`.
 //!
-//! Status: `tributary-edge detect` (score a CSV recording with the
-//! gateway's detectors) works; the daemon, `tributary-edge run`, is issue #4
-//! and until it lands says so and exits with status 2.
+//! This binary is a thin shell over the `tributary_edge` library: it parses
+//! flags, loads the configuration, sets up logging and signals, and runs
+//! the daemon (`run`), prints the default configuration (`print-config`),
+//! or scores a CSV file offline (`detect`).
 
 mod score_csv;
 
@@ -25,6 +26,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use score_csv::{Options, TimeFormat};
+use tributary_edge::config::{Config, LogFormat, Overrides};
 
 #[derive(Parser)]
 #[command(version, about = "Tributary edge gateway")]
@@ -64,16 +66,44 @@ enum Command {
         #[arg(long, default_value_t = tributary_core::detect::DEFAULT_ALERT_THRESHOLD)]
         threshold: f64,
     },
-    /// Run the gateway daemon (not built yet: issue #4).
-    Run,
+    /// Run the gateway daemon until SIGINT or SIGTERM.
+    Run {
+        /// Configuration file (TOML); see `print-config` for every key.
+        #[arg(short, long, env = "TRIBUTARY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `node.data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Overrides `http.listen` (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        http_listen: Option<String>,
+        /// Overrides `log.format`: human or json.
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Print the default configuration, with comments, and exit.
+    PrintConfig,
 }
 
 fn main() -> Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run => {
-            eprintln!("tributary-edge: the gateway daemon is not built yet (issue #4)");
-            Ok(ExitCode::from(2))
+        Command::PrintConfig => {
+            print!("{}", tributary_edge::config::DEFAULT_CONFIG);
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            config,
+            data_dir,
+            http_listen,
+            log_format,
+        } => run(
+            config,
+            Overrides {
+                data_dir,
+                http_listen,
+                log_format,
+            },
+        ),
         Command::Detect {
             input,
             output,
@@ -137,4 +167,51 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
+    let config = match Config::load(file.as_deref(), std::env::vars(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tributary-edge: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_logging(&config)?;
+    // Bound here, before any actor starts, so a taken port is a clear error
+    // at start and tests can pass port 0.
+    let listener = std::net::TcpListener::bind(config.http_listen)
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        let running = tributary_edge::daemon::start(&config, listener).await?;
+        wait_for_signal().await?;
+        running.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .with_context(|| format!("log.filter `{}`", config.log.filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match config.log.format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    Ok(())
 }
