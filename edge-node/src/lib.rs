@@ -17,4 +17,5 @@
 pub mod ingest;
 pub mod metrics;
 pub mod reading;
+pub mod score_csv;
 pub mod sources;

@@ -13,7 +13,7 @@
 //! gateway's detectors) works; the daemon, `tributary-edge run`, is issue #4
 //! and until it lands says so and exits with status 2.
 
-mod score_csv;
+use tributary_edge::score_csv;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
