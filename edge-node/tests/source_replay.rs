@@ -52,7 +52,12 @@ fn reading(hour: u64, value: f64) -> Item {
 #[actix::test]
 async fn replays_in_stable_batches_and_counts_bad_rows() {
     let file = temp_csv(CSV);
-    let name = file.path().file_name().unwrap().to_string_lossy().into_owned();
+    let name = file
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let opts = ReplayOptions {
         path: file.path().to_owned(),
         sensor: 9,
@@ -63,7 +68,13 @@ async fn replays_in_stable_batches_and_counts_bad_rows() {
     let (ingest, recorded) = common::start();
     let metrics = Metrics::new();
     let (_stop, stop_rx) = watch::channel(false);
-    let result = replay::run(opts.clone(), ingest.clone(), metrics.clone(), stop_rx.clone()).await;
+    let result = replay::run(
+        opts.clone(),
+        ingest.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )
+    .await;
     assert!(result.is_ok(), "{result:?}");
 
     let subs = recorded.submissions();
@@ -116,11 +127,16 @@ async fn shift_to_now_maps_the_first_row_to_the_start() {
         shift_to_now: true,
         ..ReplayOptions::default()
     };
-    replay::run(opts, ingest, Metrics::new(), stop_rx).await.unwrap();
+    replay::run(opts, ingest, Metrics::new(), stop_rx)
+        .await
+        .unwrap();
     let after = wall_now().as_millis();
     let subs = recorded.submissions();
     assert_eq!(subs.len(), 5);
-    let times: Vec<u64> = subs.iter().map(|s| s.items[0].last_ts().as_millis()).collect();
+    let times: Vec<u64> = subs
+        .iter()
+        .map(|s| s.items[0].last_ts().as_millis())
+        .collect();
     assert!((before..=after).contains(&times[0]), "{times:?}");
     // Spacing is kept.
     assert_eq!(times[1] - times[0], HOUR);

@@ -57,10 +57,11 @@ fn spawn_device_reader(mut master: File) -> mpsc::Receiver<DeviceMessage> {
             }
             let mut input = &buf[..n];
             while let Some(frame) = decoder.feed(&mut input) {
-                if let Ok(msg) = frame.map_err(|_| ()).and_then(|p| v1::decode_device(p).map_err(|_| ())) {
-                    if tx.send(msg).is_err() {
-                        return;
-                    }
+                let Ok(Ok(msg)) = frame.map(v1::decode_device) else {
+                    continue;
+                };
+                if tx.send(msg).is_err() {
+                    return;
                 }
             }
         }
@@ -103,7 +104,8 @@ async fn serial_link_end_to_end() {
     assert!(
         eventually(DEADLINE, || {
             let t = tcgetattr(&pty.slave).unwrap();
-            !t.local_flags.intersects(LocalFlags::ICANON | LocalFlags::ECHO)
+            !t.local_flags
+                .intersects(LocalFlags::ICANON | LocalFlags::ECHO)
         })
         .await,
         "the source never set raw mode"
@@ -120,7 +122,10 @@ async fn serial_link_end_to_end() {
         DeviceMessage::TimeSync(_)
     ));
     assert_eq!(
-        counter(&metrics, "tributary_frames_rejected_total{reason=\"no_hello\"}"),
+        counter(
+            &metrics,
+            "tributary_frames_rejected_total{reason=\"no_hello\"}"
+        ),
         1
     );
     assert!(recorded.submissions().is_empty());

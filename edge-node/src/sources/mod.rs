@@ -4,7 +4,7 @@
 //! | Source | Entry point | Options | Origin (idempotency key) |
 //! |---|---|---|---|
 //! | serial link to firmware | [`serial::run`] | [`serial::SerialOptions`] | `dev-{device:016x}-{boot}`, frame `seq` |
-//! | local MQTT subscription | [`mqtt::run`] | [`mqtt::MqttOptions`] | the body's `source` + `seq`, if it has them |
+//! | local MQTT subscription | [`mqtt::run`] | [`mqtt::LocalMqttOptions`] | the body's `source` + `seq`, if it has them |
 //! | simulator | [`simulator::run`] | [`simulator::SimulatorOptions`] | none: it never retransmits |
 //! | CSV replay | [`replay::run`] | [`replay::ReplayOptions`] | `replay:<file name>`, batch index |
 //!
@@ -114,7 +114,11 @@ impl Backoff {
     /// Starts at `min`, doubles per [`Backoff::next_delay`], never above `max`.
     pub fn new(min: Duration, max: Duration) -> Backoff {
         let min = min.min(max);
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay to wait now; the following one doubles.

@@ -100,7 +100,10 @@ impl ReplayOptions {
             problems.push("path is required".to_owned());
         }
         if !(self.speed.is_finite() && self.speed >= 0.0) {
-            problems.push(format!("speed = {} (a number >= 0; 0 = as fast as possible)", self.speed));
+            problems.push(format!(
+                "speed = {} (a number >= 0; 0 = as fast as possible)",
+                self.speed
+            ));
         }
         if !(1..=10_000).contains(&self.batch_size) {
             problems.push(format!("batch_size = {} (1..=10000)", self.batch_size));
@@ -125,9 +128,17 @@ impl ReplayOptions {
 /// One row read by the reader thread.
 enum Row {
     /// A good reading, and the byte offset after it.
-    Good { ts: Timestamp, value: f64, byte: u64 },
+    Good {
+        ts: Timestamp,
+        value: f64,
+        byte: u64,
+    },
     /// A skipped row: its line and why.
-    Bad { line: u64, reason: &'static str, byte: u64 },
+    Bad {
+        line: u64,
+        reason: &'static str,
+        byte: u64,
+    },
 }
 
 /// Replays the file until its end or `shutdown`; see the [module docs](self).
@@ -226,7 +237,17 @@ pub async fn run(
         }));
         if batch.len() >= opts.batch_size {
             let items = std::mem::take(&mut batch);
-            if !send_batch(&ingest, &metrics, &source, seq, items, batch_due, &mut shutdown).await {
+            if !send_batch(
+                &ingest,
+                &metrics,
+                &source,
+                seq,
+                items,
+                batch_due,
+                &mut shutdown,
+            )
+            .await
+            {
                 return Ok(());
             }
             seq += 1;
@@ -234,7 +255,16 @@ pub async fn run(
         progress(&path_text, byte, len, step, &mut next_progress, good);
     }
     if !batch.is_empty()
-        && !send_batch(&ingest, &metrics, &source, seq, batch, batch_due, &mut shutdown).await
+        && !send_batch(
+            &ingest,
+            &metrics,
+            &source,
+            seq,
+            batch,
+            batch_due,
+            &mut shutdown,
+        )
+        .await
     {
         return Ok(());
     }
@@ -332,7 +362,8 @@ fn read_rows(
                 byte,
             },
             Err(e) => {
-                let _ = out.blocking_send(Err(csv_error(format!("read error near line {line}: {e}"))));
+                let _ =
+                    out.blocking_send(Err(csv_error(format!("read error near line {line}: {e}"))));
                 return;
             }
         };

@@ -267,7 +267,8 @@ impl AckWindow {
             }
             self.next = Some(next);
         }
-        next.checked_sub(1).and_then(|upto| u32::try_from(upto).ok())
+        next.checked_sub(1)
+            .and_then(|upto| u32::try_from(upto).ok())
     }
 }
 
@@ -461,7 +462,10 @@ impl Link {
                 }],
             ),
             DeviceMessage::Ack(_) | DeviceMessage::TimeSync(_) => {
-                self.reject_frame("unexpected_message", &"gateway-to-device message from the device");
+                self.reject_frame(
+                    "unexpected_message",
+                    &"gateway-to-device message from the device",
+                );
                 return Continue(());
             }
         };
@@ -472,7 +476,10 @@ impl Link {
                 .inc();
             if !self.warned_no_hello {
                 self.warned_no_hello = true;
-                tracing::warn!(seq, "data frame before any device hello: dropped, asking for a hello");
+                tracing::warn!(
+                    seq,
+                    "data frame before any device hello: dropped, asking for a hello"
+                );
             }
             self.prompt_hello(out);
             return Continue(());

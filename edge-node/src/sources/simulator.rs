@@ -327,7 +327,10 @@ pub async fn run(
         if late >= 1.0 {
             skipped += late as u64;
             if last_skip_log.elapsed() >= Duration::from_secs(60) {
-                tracing::warn!(skipped, "simulator: ingest slower than the tick rate; ticks skipped");
+                tracing::warn!(
+                    skipped,
+                    "simulator: ingest slower than the tick rate; ticks skipped"
+                );
                 skipped = 0;
                 last_skip_log = Instant::now();
             }
@@ -409,7 +412,10 @@ mod tests {
         // Spikes: ~1 % of readings (binomial, 1000 ± ~100), and visible in
         // the data as readings far from both neighbours.
         let spike_rate = inj.spikes as f64 / n;
-        assert!((0.007..0.013).contains(&spike_rate), "spike rate {spike_rate}");
+        assert!(
+            (0.007..0.013).contains(&spike_rate),
+            "spike rate {spike_rate}"
+        );
         let mut outliers = 0;
         for s in 0..20 {
             for t in 1..v.len() - 1 {
@@ -425,7 +431,10 @@ mod tests {
         // Stuck periods: started at ~0.2 % of the readings that are not
         // already stuck, each repeating one value 10 times.
         let stuck_rate = inj.stuck_periods as f64 / n;
-        assert!((0.0012..0.0028).contains(&stuck_rate), "stuck rate {stuck_rate}");
+        assert!(
+            (0.0012..0.0028).contains(&stuck_rate),
+            "stuck rate {stuck_rate}"
+        );
         let mut runs = 0;
         for s in 0..20 {
             let mut same = 1;
@@ -467,7 +476,11 @@ mod tests {
         assert_eq!(sim.injected().drifting_sensors, 8);
         for (a, item) in first.iter().zip(later) {
             let Item::Reading(s) = item else { panic!() };
-            assert!(((s.value - a).abs() - 10.0).abs() < 1e-6, "{a} -> {}", s.value);
+            assert!(
+                ((s.value - a).abs() - 10.0).abs() < 1e-6,
+                "{a} -> {}",
+                s.value
+            );
         }
     }
 

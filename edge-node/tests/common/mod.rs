@@ -28,7 +28,11 @@ struct State {
 impl Recorded {
     /// Every submission so far, in arrival order (refused ones included).
     pub fn submissions(&self) -> Vec<Submission> {
-        self.lock().submissions.iter().map(|(_, s)| s.clone()).collect()
+        self.lock()
+            .submissions
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     /// The source kinds submissions arrived with.
