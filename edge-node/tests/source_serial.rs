@@ -244,3 +244,40 @@ async fn serial_link_end_to_end() {
     );
     drop(pty.slave);
 }
+
+#[actix::test]
+async fn a_missing_port_is_retried_until_shutdown() {
+    let (ingest, recorded) = common::start();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let opts = SerialOptions {
+        path: "/nonexistent/ttyTRIB0".into(),
+        reopen_min: std::time::Duration::from_millis(10),
+        reopen_max: std::time::Duration::from_millis(50),
+        ..SerialOptions::default()
+    };
+    let source = actix::spawn(serial::run(opts, ingest, Metrics::new(), stop_rx));
+    // Let it go round the reopen loop a few times.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !source.is_finished(),
+        "the source gave up on a missing port"
+    );
+    stop_tx.send(true).unwrap();
+    let result = tokio::time::timeout(DEADLINE, source).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+    assert!(recorded.submissions().is_empty());
+}
+
+#[actix::test]
+async fn an_unsupported_baud_rate_is_a_config_error() {
+    let (ingest, _) = common::start();
+    let (_stop, stop_rx) = watch::channel(false);
+    let opts = SerialOptions {
+        baud: 12_345,
+        ..SerialOptions::default()
+    };
+    let err = serial::run(opts, ingest, Metrics::new(), stop_rx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("baud 12345"), "{err}");
+}

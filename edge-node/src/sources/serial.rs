@@ -48,17 +48,12 @@
 //! writer thread. When the port fails (a USB adapter unplugged), the session
 //! ends and the port is reopened with a capped backoff.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg, SpecialCharacterIndices};
 use tokio::sync::{mpsc, watch};
 use tributary_core::codec::frame::{self, FrameDecoder};
 use tributary_core::codec::v1::{self, DeviceAck, DeviceMessage, TimeSync};
@@ -68,6 +63,12 @@ use super::{Backoff, SourceError, Verdict, duration_str, is_stopped, stopped, su
 use crate::ingest::Submit;
 use crate::metrics::Metrics;
 use crate::reading::{Item, Origin, Sample, SourceKind, Submission};
+
+mod acks;
+mod port;
+
+use acks::AckWindow;
+use port::{Port, baud_rate, open_port, read_loop, write_loop};
 
 const KIND: SourceKind = SourceKind::Serial;
 
@@ -100,20 +101,6 @@ impl Default for SerialOptions {
             reopen_max: Duration::from_secs(30),
         }
     }
-}
-
-fn baud_rate(baud: u32) -> Option<BaudRate> {
-    Some(match baud {
-        9_600 => BaudRate::B9600,
-        19_200 => BaudRate::B19200,
-        38_400 => BaudRate::B38400,
-        57_600 => BaudRate::B57600,
-        115_200 => BaudRate::B115200,
-        230_400 => BaudRate::B230400,
-        460_800 => BaudRate::B460800,
-        921_600 => BaudRate::B921600,
-        _ => return None,
-    })
 }
 
 /// Reads frames from the port until `shutdown`; see the [module docs](self).
@@ -176,100 +163,9 @@ pub async fn run(
     Ok(())
 }
 
-struct Port {
-    file: File,
-    is_tty: bool,
-}
-
-/// Opens the port without blocking on modem lines and, for a tty, sets raw
-/// mode, the baud rate and the 100 ms read timeout.
-fn open_port(path: &std::path::Path, baud: BaudRate) -> std::io::Result<Port> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    // O_NONBLOCK only for the open itself: without it, opening a tty whose
-    // CLOCAL is unset waits for carrier detect.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
-        .open(path)?;
-    let is_tty = nix::unistd::isatty(&file).unwrap_or(false);
-    if is_tty {
-        let mut t = termios::tcgetattr(&file)?;
-        termios::cfmakeraw(&mut t);
-        termios::cfsetspeed(&mut t, baud)?;
-        // Ignore modem lines, enable the receiver, no hardware flow control
-        // (the device's ring and the cumulative ack handle loss).
-        t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
-        t.control_flags &= !ControlFlags::CRTSCTS;
-        // read() returns after 100 ms without data: the reader thread can
-        // look at its stop flag.
-        t.control_chars[SpecialCharacterIndices::VMIN as usize] = 0;
-        t.control_chars[SpecialCharacterIndices::VTIME as usize] = 1;
-        termios::tcsetattr(&file, SetArg::TCSANOW, &t)?;
-    }
-    let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
-    fcntl(&file, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
-    Ok(Port { file, is_tty })
-}
-
 enum SessionEnd {
     Stop,
     Failed(std::io::Error),
-}
-
-/// The cumulative acknowledgement of one device boot (see the module docs,
-/// "Where the count starts").
-#[derive(Debug, Default)]
-struct AckWindow {
-    /// Lowest seq whose verdict is not final yet; `None` until the first
-    /// data frame after a hello sets it.
-    next: Option<u64>,
-    /// Final seqs above `next` (after a gap).
-    done: BTreeSet<u64>,
-    /// A frame was rejected before `next` was known: the first good frame
-    /// may not be the device's oldest.
-    tainted: bool,
-}
-
-impl AckWindow {
-    /// A frame could not be read; it may have been a data frame.
-    fn frame_lost(&mut self) {
-        if self.next.is_none() {
-            self.tainted = true;
-        }
-    }
-
-    /// A data frame arrived; returns whether the count could start (false
-    /// means: ask for a new hello).
-    fn arrived(&mut self, seq: u32) -> bool {
-        if self.next.is_none() && !self.tainted {
-            self.next = Some(u64::from(seq));
-        }
-        self.next.is_some()
-    }
-
-    /// The device said hello again for this boot: if the count had not
-    /// started, the next data frame is its oldest again.
-    fn hello(&mut self) {
-        if self.next.is_none() {
-            self.tainted = false;
-        }
-    }
-
-    /// Frame `seq` is final; returns the `upto` to acknowledge, if any.
-    fn finished(&mut self, seq: u32) -> Option<u32> {
-        let mut next = self.next?;
-        let seq = u64::from(seq);
-        if seq >= next {
-            self.done.insert(seq);
-            while self.done.remove(&next) {
-                next += 1;
-            }
-            self.next = Some(next);
-        }
-        next.checked_sub(1)
-            .and_then(|upto| u32::try_from(upto).ok())
-    }
 }
 
 /// Who is at the other end of the link.
@@ -334,10 +230,7 @@ impl Link {
             stop.store(true, Ordering::Relaxed);
             return SessionEnd::Failed(e);
         }
-        let mut out = Outgoing {
-            tx: out_tx,
-            metrics: self.metrics.clone(),
-        };
+        let mut out = Outgoing { tx: out_tx };
         let end = self.pump(&mut chunks, &mut out, shutdown, reopen).await;
         // The reader sees the flag within its 100 ms read timeout (or its
         // next failed send); the writer ends when `out` is dropped.
@@ -528,7 +421,6 @@ impl Link {
 /// Frames on their way to the writer thread.
 struct Outgoing {
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    metrics: Metrics,
 }
 
 impl Outgoing {
@@ -542,54 +434,7 @@ impl Outgoing {
             return;
         };
         if self.tx.try_send(wire).is_err() {
-            self.metrics
-                .frames_rejected
-                .get_or_create(&[("reason", "write_queue_full")])
-                .inc();
             tracing::debug!("serial write queue full: frame to the device dropped");
-        }
-    }
-}
-
-fn read_loop(
-    mut file: File,
-    is_tty: bool,
-    stop: &AtomicBool,
-    chunks: &mpsc::Sender<std::io::Result<Vec<u8>>>,
-) {
-    let mut buf = [0u8; 512];
-    while !stop.load(Ordering::Relaxed) {
-        match file.read(&mut buf) {
-            // A tty with VTIME returns 0 after 100 ms without data.
-            Ok(0) if is_tty => {}
-            Ok(0) => {
-                let _ = chunks.blocking_send(Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "end of file on the serial path",
-                )));
-                return;
-            }
-            Ok(n) => {
-                let data = buf.get(..n).unwrap_or(&[]).to_vec();
-                if chunks.blocking_send(Ok(data)).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = chunks.blocking_send(Err(e));
-                return;
-            }
-        }
-    }
-}
-
-fn write_loop(mut file: File, frames: &std::sync::mpsc::Receiver<Vec<u8>>) {
-    while let Ok(frame) = frames.recv() {
-        if let Err(e) = file.write_all(&frame).and_then(|()| file.flush()) {
-            // The reader sees the same failure and ends the session.
-            tracing::debug!(error = %e, "serial write failed");
-            return;
         }
     }
 }
@@ -597,43 +442,6 @@ fn write_loop(mut file: File, frames: &std::sync::mpsc::Receiver<Vec<u8>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn acks_are_cumulative_from_the_first_frame() {
-        let mut w = AckWindow::default();
-        assert!(w.arrived(5));
-        assert_eq!(w.finished(5), Some(5));
-        // 6 lost on the wire; 7 is final but cannot be acknowledged yet.
-        assert!(w.arrived(7));
-        assert_eq!(w.finished(7), Some(5));
-        // 6 resent: the gap closes.
-        assert_eq!(w.finished(6), Some(7));
-        // A retransmission of an acknowledged frame gets the watermark again.
-        assert_eq!(w.finished(6), Some(7));
-    }
-
-    #[test]
-    fn a_lost_frame_before_the_first_one_blocks_acks_until_a_hello() {
-        let mut w = AckWindow::default();
-        w.frame_lost();
-        assert!(!w.arrived(3));
-        assert_eq!(w.finished(3), None);
-        w.hello();
-        assert!(w.arrived(2));
-        assert_eq!(w.finished(2), Some(2));
-        assert_eq!(w.finished(3), Some(3));
-    }
-
-    #[test]
-    fn nothing_is_acknowledged_below_seq_zero() {
-        let mut w = AckWindow::default();
-        assert!(w.arrived(0));
-        assert_eq!(w.finished(1), None);
-        assert_eq!(w.finished(0), Some(1));
-        let mut top = AckWindow::default();
-        top.arrived(u32::MAX);
-        assert_eq!(top.finished(u32::MAX), Some(u32::MAX));
-    }
 
     #[test]
     fn options_have_defaults_and_refuse_unknown_keys() {
