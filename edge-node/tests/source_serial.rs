@@ -235,6 +235,40 @@ async fn serial_link_end_to_end() {
     assert_eq!(subs.len(), 4);
     assert_eq!(subs[3], subs[1]);
 
+    // Frame 3 is lost on the wire (corrupted), frame 4 arrives: 4 is stored,
+    // but the cumulative ack cannot pass the gap. Ingest is busy for frame 4
+    // at first: no ack before it is durable, and the refusal is counted.
+    recorded.script([Err(tributary_edge::ingest::IngestError::Busy)]);
+    let three = wire(&readings(3, base + 20_000));
+    let mut three_corrupted = three.clone();
+    three_corrupted[3] ^= 0x80;
+    master.write_all(&three_corrupted).unwrap();
+    master
+        .write_all(&wire(&readings(4, base + 30_000)))
+        .unwrap();
+    assert_eq!(
+        next_from_gateway(&from_gateway).await,
+        DeviceMessage::Ack(DeviceAck { boot: 17, upto: 2 })
+    );
+    let subs = recorded.submissions();
+    assert_eq!(subs.len(), 6, "frame 4 refused once, then stored");
+    assert_eq!(subs[4], subs[5]);
+    assert_eq!(subs[5].origin, origin(4));
+    assert_eq!(
+        counter(
+            &metrics,
+            "tributary_ingest_refused_total{source=\"serial\",reason=\"busy\"}"
+        ),
+        1
+    );
+    // The device resends frame 3: the gap closes, the ack jumps to 4.
+    master.write_all(&three).unwrap();
+    assert_eq!(
+        next_from_gateway(&from_gateway).await,
+        DeviceMessage::Ack(DeviceAck { boot: 17, upto: 4 })
+    );
+    assert!(from_gateway.try_recv().is_err(), "one ack per frame");
+
     // Shutdown: the source returns promptly.
     stop_tx.send(true).unwrap();
     let result = tokio::time::timeout(DEADLINE, source).await;
