@@ -355,9 +355,14 @@ impl Link {
                 }],
             ),
             DeviceMessage::Ack(_) | DeviceMessage::TimeSync(_) => {
-                self.reject_frame(
-                    "unexpected_message",
-                    &"gateway-to-device message from the device",
+                // A readable frame, not a lost data frame: no taint.
+                self.metrics
+                    .frames_rejected
+                    .get_or_create(&[("reason", "unexpected_message")])
+                    .inc();
+                tracing::warn!(
+                    reason = "unexpected_message",
+                    "serial frame rejected: gateway-to-device message from the device"
                 );
                 return Continue(());
             }

@@ -3,6 +3,11 @@
 
 use std::collections::BTreeSet;
 
+/// Most final seqs remembered above a gap. Forgetting one is safe (it is
+/// simply not acknowledged until the device resends it), so a device that
+/// never fills a gap cannot make the gateway's memory grow.
+const MAX_ABOVE_GAP: usize = 4096;
+
 /// The cumulative acknowledgement of one device boot (see the module docs,
 /// "Where the count starts").
 #[derive(Debug, Default)]
@@ -51,6 +56,9 @@ impl AckWindow {
             while self.done.remove(&next) {
                 next += 1;
             }
+            if self.done.len() > MAX_ABOVE_GAP {
+                self.done.pop_last();
+            }
             self.next = Some(next);
         }
         next.checked_sub(1)
@@ -61,6 +69,23 @@ impl AckWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seqs_above_a_gap_are_bounded_and_forgetting_is_safe() {
+        let mut w = AckWindow::default();
+        w.arrived(0);
+        for seq in 1..=5000 {
+            assert_eq!(w.finished(seq), None);
+        }
+        assert_eq!(w.done.len(), MAX_ABOVE_GAP);
+        // The gap closes: only what was remembered is acknowledged.
+        assert_eq!(w.finished(0), Some(MAX_ABOVE_GAP as u32));
+        // The forgotten frames count once the device resends them.
+        assert_eq!(
+            w.finished(MAX_ABOVE_GAP as u32 + 1),
+            Some(MAX_ABOVE_GAP as u32 + 1)
+        );
+    }
 
     #[test]
     fn acks_are_cumulative_from_the_first_frame() {
