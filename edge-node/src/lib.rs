@@ -21,4 +21,6 @@ pub mod detect;
 pub mod ingest;
 pub mod metrics;
 pub mod reading;
+pub mod score_csv;
+pub mod sources;
 pub mod store;

@@ -14,7 +14,7 @@
 //! the daemon (`run`), prints the default configuration (`print-config`),
 //! or scores a CSV file offline (`detect`).
 
-mod score_csv;
+use tributary_edge::score_csv;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};

@@ -339,7 +339,7 @@ pub fn parse_json(body: &[u8], now: Timestamp) -> Result<Submission, BodyError> 
     Ok(Submission { origin, items })
 }
 
-/// Parses a CBOR body (see [`CborBatch`] for the layout).
+/// Parses a CBOR body (the map layout above: `{0: source?, 1: seq?, 2: [reading]}`).
 pub fn parse_cbor(body: &[u8], now: Timestamp) -> Result<Submission, BodyError> {
     let b: CborBatch = minicbor::decode(body).map_err(|e| BodyError {
         reason: "bad_cbor",

@@ -74,7 +74,17 @@ fn bad_arguments_fail_with_a_reason() {
 }
 
 #[test]
-fn the_daemon_says_it_is_not_built_yet() {
-    let run = edge().arg("run").output().unwrap();
+fn print_config_prints_the_commented_default_and_run_refuses_bad_config() {
+    let run = edge().arg("print-config").output().unwrap();
+    assert!(run.status.success());
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(text.contains("[store]") && text.contains("disk_budget_bytes"), "{text}");
+    // A bad value is reported with its key, and the daemon does not start.
+    let run = edge()
+        .arg("run")
+        .env("TRIBUTARY_HTTP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("http.listen"));
 }
