@@ -13,6 +13,11 @@ use serde::Deserialize;
 use tributary_core::detect::AlertPolicy;
 use tributary_core::ids::NodeId;
 
+use crate::sources::mqtt::LocalMqttOptions;
+use crate::sources::replay::ReplayOptions;
+use crate::sources::serial::SerialOptions;
+use crate::sources::simulator::SimulatorOptions;
+
 /// The commented default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
@@ -37,6 +42,23 @@ pub struct RawConfig {
     store: RawStore,
     detect: RawDetect,
     log: RawLog,
+    #[serde(default)]
+    sources: Sources,
+}
+
+/// The sources to run: a section present in the configuration (even empty,
+/// taking every default) turns that source on.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    /// The serial link to firmware (`[sources.serial]`).
+    pub serial: Option<SerialOptions>,
+    /// The local MQTT subscription (`[sources.mqtt]`).
+    pub mqtt: Option<LocalMqttOptions>,
+    /// The built-in simulator (`[sources.simulator]`).
+    pub simulator: Option<SimulatorOptions>,
+    /// CSV replay (`[sources.replay]`).
+    pub replay: Option<ReplayOptions>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -107,6 +129,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The sources to run besides HTTP.
+    pub sources: Sources,
 }
 
 /// Group commit and admission limits.
@@ -314,6 +338,16 @@ impl RawConfig {
                 LogFormat::Human
             }
         };
+        let src = &self.sources;
+        if let Some(Err(e)) = src.mqtt.as_ref().map(LocalMqttOptions::validate) {
+            errors.push(format!("sources.mqtt: {e}"));
+        }
+        if let Some(Err(e)) = src.simulator.as_ref().map(SimulatorOptions::validate) {
+            errors.push(format!("sources.simulator: {e}"));
+        }
+        if let Some(Err(e)) = src.replay.as_ref().map(ReplayOptions::resolve) {
+            errors.push(format!("sources.replay: {e}"));
+        }
         let (Some(http_listen), Some(batch_interval), Some(max_future), true) =
             (http_listen, batch_interval, max_future, errors.is_empty())
         else {
@@ -349,6 +383,7 @@ impl RawConfig {
                 format,
                 filter: self.log.filter,
             },
+            sources: self.sources,
         })
     }
 }
@@ -439,6 +474,28 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_source_section_turns_it_on_with_defaults() {
+        let c = load(None, &[], &Overrides::default()).unwrap();
+        assert!(c.sources.simulator.is_none() && c.sources.mqtt.is_none());
+        let c = load(
+            Some("[sources.simulator]\nsensors = 7\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.sources.simulator.unwrap().sensors, 7);
+        let err = load(
+            Some("[sources.simulator]\nrate_hz = -1.0\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sources.simulator"), "{err}");
+        assert!(load(Some("[sources.teleport]\n"), &[], &Overrides::default()).is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub struct Running {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     draining: Arc<AtomicBool>,
     stop_sources: watch::Sender<bool>,
+    sources: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The database file inside the data directory.
@@ -102,7 +103,44 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
     )
     .start();
 
-    let (stop_sources, _stop_rx) = watch::channel(false);
+    let (stop_sources, stop_rx) = watch::channel(false);
+    let mut sources = Vec::new();
+    let src = &config.sources;
+    let recipient = ingest.clone().recipient();
+    let m = &metrics;
+    if let Some(o) = &src.serial {
+        tracing::info!(path = %o.path.display(), "serial source on");
+        sources.push(actix::spawn(log_exit(
+            "serial",
+            crate::sources::serial::run(o.clone(), recipient.clone(), m.clone(), stop_rx.clone()),
+        )));
+    }
+    if let Some(o) = &src.mqtt {
+        tracing::info!(host = %o.host, port = o.port, "local MQTT source on");
+        sources.push(actix::spawn(log_exit(
+            "mqtt",
+            crate::sources::mqtt::run(o.clone(), recipient.clone(), m.clone(), stop_rx.clone()),
+        )));
+    }
+    if let Some(o) = &src.simulator {
+        tracing::info!(sensors = o.sensors, rate_hz = o.rate_hz, "simulator on");
+        sources.push(actix::spawn(log_exit(
+            "simulator",
+            crate::sources::simulator::run(
+                o.clone(),
+                recipient.clone(),
+                m.clone(),
+                stop_rx.clone(),
+            ),
+        )));
+    }
+    if let Some(o) = &src.replay {
+        tracing::info!(path = %o.path.display(), speed = o.speed, "CSV replay on");
+        sources.push(actix::spawn(log_exit(
+            "replay",
+            crate::sources::replay::run(o.clone(), recipient.clone(), m.clone(), stop_rx.clone()),
+        )));
+    }
 
     let draining = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
@@ -130,7 +168,20 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
         server_task,
         draining,
         stop_sources,
+        sources,
     })
+}
+
+/// Runs a source to its end and logs how it ended (a source error is
+/// logged, not fatal: the other sources and the API keep working).
+async fn log_exit(
+    name: &'static str,
+    source: impl std::future::Future<Output = Result<(), crate::sources::SourceError>>,
+) {
+    match source.await {
+        Ok(()) => tracing::info!(source = name, "source stopped"),
+        Err(e) => tracing::error!(source = name, error = %e, "source failed"),
+    }
 }
 
 impl Running {
@@ -139,6 +190,9 @@ impl Running {
         tracing::info!("shutting down: draining");
         self.draining.store(true, Ordering::Relaxed);
         let _ = self.stop_sources.send(true);
+        for s in self.sources {
+            let _ = s.await;
+        }
         self.server.stop(true).await;
         let _ = self.server_task.await;
         let _ = self.ingest.send(Drain).await;

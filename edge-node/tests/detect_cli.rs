@@ -78,7 +78,10 @@ fn print_config_prints_the_commented_default_and_run_refuses_bad_config() {
     let run = edge().arg("print-config").output().unwrap();
     assert!(run.status.success());
     let text = String::from_utf8(run.stdout).unwrap();
-    assert!(text.contains("[store]") && text.contains("disk_budget_bytes"), "{text}");
+    assert!(
+        text.contains("[store]") && text.contains("disk_budget_bytes"),
+        "{text}"
+    );
     // A bad value is reported with its key, and the daemon does not start.
     let run = edge()
         .arg("run")
