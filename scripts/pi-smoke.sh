@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Raspberry Pi smoke test: cross-builds the gateway for aarch64 (debug: a
 # release cross-build costs CI ~8 min, debug ~1m40 cold) and runs it under
-# qemu-aarch64 the way systemd runs it on a Pi: `--version`; the daemon on a
-# fresh data dir and a free port; /readyz; one POST of two readings; the
-# 1-minute aggregate they make; /metrics; SIGTERM and a clean exit 0.
+# qemu-aarch64 the way systemd runs it on a Pi: `--version`; the daemon with
+# the default configuration (`print-config`) on a fresh data dir and a free
+# port; /readyz; one POST of two readings; the 1-minute aggregate they make;
+# /metrics; SIGTERM and a clean exit 0.
 #
 #   PI_SMOKE=0          skip (the only way to skip: a missing tool fails)
 #   PI_SMOKE_ARMV7=1    also the 32-bit build (armv7, qemu-arm; ~70 s more)
@@ -84,10 +85,15 @@ smoke() {
     [[ "$version" == "tributary-edge "* ]] || { fail "--version printed '$version'"; return 1; }
     echo "pi-smoke[$label]: $version"
 
+    # The daemon reads the default configuration as the packaged unit does
+    # (/etc/tributary/edge.toml is that file), with the flags on top.
+    "${runner[@]}" "$bin" print-config >"$work/$label/edge.toml" || { fail "print-config failed"; return 1; }
+
     local port base
     port=$(free_port)
     base="http://127.0.0.1:$port"
-    "${runner[@]}" "$bin" run --data-dir "$data" --http-listen "127.0.0.1:$port" >"$log" 2>&1 &
+    "${runner[@]}" "$bin" run --config "$work/$label/edge.toml" --data-dir "$data" \
+        --http-listen "127.0.0.1:$port" >"$log" 2>&1 &
     daemon_pid=$!
 
     # Ready = /readyz answers 200 (the store is open, not draining).
