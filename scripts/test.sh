@@ -18,6 +18,7 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "tests (unit, property, doc)"
 cargo test --workspace --locked 2>&1 | tee "$log"
+step "Raspberry Pi: aarch64 cross-build, smoke test under QEMU (PI_SMOKE=0 skips)" && bash scripts/pi-smoke.sh
 
 step "no_std builds of the core"
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
