@@ -184,12 +184,21 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let system = actix::System::new();
     system.block_on(async move {
-        let running = tributary_edge::daemon::start(&config, listener).await?;
+        let running = match tributary_edge::daemon::start(&config, listener).await {
+            Ok(r) => r,
+            // A store that cannot open (newer schema, another node's id,
+            // no permission) will not open on a restart either: status 2
+            // tells systemd not to retry (RestartPreventExitStatus=2).
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("tributary-edge: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
         wait_for_signal().await?;
         running.shutdown().await;
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn init_logging(config: &Config) -> Result<()> {
