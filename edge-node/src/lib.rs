@@ -17,3 +17,4 @@
 pub mod ingest;
 pub mod metrics;
 pub mod reading;
+pub mod store;
