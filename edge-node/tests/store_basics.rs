@@ -9,8 +9,7 @@ use tributary_core::summary::Summary;
 use tributary_core::sync::DeltaSource;
 use tributary_edge::reading::{Item, Origin, Sample, Submission};
 use tributary_edge::store::{
-    AggregateQuery, AggregateRow, AlertQuery, NewAlert, Outcome, ResolvedAlert, Store,
-    StoreOptions,
+    AggregateQuery, AggregateRow, AlertQuery, NewAlert, Outcome, ResolvedAlert, Store, StoreOptions,
 };
 
 fn opts(dir: &Path) -> StoreOptions {
@@ -106,7 +105,11 @@ fn duplicates_count_once_within_a_batch_across_batches_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(dir.path());
     let mut s = Store::open(&o).unwrap();
-    let a = sub("dev-a", 1, vec![sample(1, 1_000, 1.0), sample(1, 2_000, 2.0)]);
+    let a = sub(
+        "dev-a",
+        1,
+        vec![sample(1, 1_000, 1.0), sample(1, 2_000, 2.0)],
+    );
     let r = s.ingest(&[a.clone(), a.clone()]).unwrap();
     assert_eq!(
         r.outcomes,
@@ -212,7 +215,10 @@ fn each_changed_key_gets_one_new_version_per_batch() {
     assert_eq!(sec.len(), 1);
     let sm = sec[0].summary;
     assert_eq!((sm.count, sm.min, sm.max, sm.sum), (3, 1.0, 5.0, 9.0));
-    assert_eq!((sm.first_ts, sm.last_ts), (Timestamp(1_000), Timestamp(1_200)));
+    assert_eq!(
+        (sm.first_ts, sm.last_ts),
+        (Timestamp(1_000), Timestamp(1_200))
+    );
 }
 
 #[test]
@@ -221,7 +227,9 @@ fn a_late_reading_updates_its_old_bucket_and_bumps_its_version() {
     let mut s = Store::open(&opts(dir.path())).unwrap();
     // An hour of readings every 10 s, in batches of a minute.
     for m in 0..60u64 {
-        let items = (0..6).map(|i| sample(1, m * 60_000 + i * 10_000, 1.0)).collect();
+        let items = (0..6)
+            .map(|i| sample(1, m * 60_000 + i * 10_000, 1.0))
+            .collect();
         s.ingest(&[sub("d", m, items)]).unwrap();
     }
     let before = rows(&s, 1, Resolution::Minute)[3];
@@ -367,7 +375,15 @@ fn read_delta_respects_max_bytes_and_agrees_with_entries_since() {
     assert_eq!(all.last().map(|e| e.1.version), Some(high));
     assert_eq!(DeltaSource::version_high(&s, node), high);
     assert_eq!(DeltaSource::version_high(&s, NodeId(node.0 ^ 1)), 0);
-    assert_eq!(s.entries_since(node, 10, 5), all[..].iter().filter(|e| e.1.version > 10).take(5).copied().collect::<Vec<_>>());
+    assert_eq!(
+        s.entries_since(node, 10, 5),
+        all[..]
+            .iter()
+            .filter(|e| e.1.version > 10)
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+    );
 
     // Walk the whole outbox in deltas of at most 700 bytes.
     let mut after = 0;
@@ -396,7 +412,10 @@ fn read_delta_respects_max_bytes_and_agrees_with_entries_since() {
     let one = s.read_delta(0, usize::MAX).unwrap().unwrap();
     let Message::Delta(d) = one else { panic!() };
     assert_eq!((d.from, d.to, d.len()), (0, high, all.len()));
-    assert_eq!(s.read_delta(0, 8).unwrap_err().reason(), "delta_limit_too_small");
+    assert_eq!(
+        s.read_delta(0, 8).unwrap_err().reason(),
+        "delta_limit_too_small"
+    );
 }
 
 #[test]
@@ -415,7 +434,10 @@ fn hub_watermark_is_monotonic_bounded_and_persisted() {
     assert_eq!(s.hub_watermark(), 5);
     let st = s.status().unwrap();
     assert_eq!(st.hub_watermark, 5);
-    assert_eq!(st.unsynced_entries, s.entries_after(5, usize::MAX).unwrap().len() as u64);
+    assert_eq!(
+        st.unsynced_entries,
+        s.entries_after(5, usize::MAX).unwrap().len() as u64
+    );
     drop(s);
     let mut s = Store::open(&o).unwrap();
     assert_eq!(s.hub_watermark(), 5);
@@ -462,7 +484,10 @@ fn alerts_get_strictly_increasing_hlcs_across_reopen() {
             limit: 10,
         })
         .unwrap();
-    assert_eq!(all.iter().map(|x| x.id).collect::<Vec<_>>(), vec![d.id, c.id, b.id, a.id]);
+    assert_eq!(
+        all.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![d.id, c.id, b.id, a.id]
+    );
     assert_eq!(all[3], a);
     assert_eq!(all[0].window, Summary::EMPTY);
 

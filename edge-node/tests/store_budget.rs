@@ -67,9 +67,15 @@ fn a_small_budget_evicts_detail_but_day_totals_stay_exact() {
         // After every batch the database is back within budget: the loop
         // stops at 90 %, so no tolerance is needed on the used-pages
         // measure the budget is defined on.
-        assert!(s.db_bytes().unwrap() <= BUDGET, "over budget after batch {seq}");
+        assert!(
+            s.db_bytes().unwrap() <= BUDGET,
+            "over budget after batch {seq}"
+        );
     }
-    assert!(total.raw > 0 && total.bucket_1s > 0 && total.bucket_1m > 0, "{total:?}");
+    assert!(
+        total.raw > 0 && total.bucket_1s > 0 && total.bucket_1m > 0,
+        "{total:?}"
+    );
     let st = s.status().unwrap();
     assert!(st.raw_readings < 34_560);
     assert!(st.db_bytes <= BUDGET);
@@ -95,8 +101,14 @@ fn a_small_budget_evicts_detail_but_day_totals_stay_exact() {
             .unwrap();
         assert_eq!(days.len(), 2);
         let count: u64 = days.iter().map(|d| d.summary.count).sum();
-        let min = days.iter().map(|d| d.summary.min).fold(f64::INFINITY, f64::min);
-        let max = days.iter().map(|d| d.summary.max).fold(f64::NEG_INFINITY, f64::max);
+        let min = days
+            .iter()
+            .map(|d| d.summary.min)
+            .fold(f64::INFINITY, f64::min);
+        let max = days
+            .iter()
+            .map(|d| d.summary.max)
+            .fold(f64::NEG_INFINITY, f64::max);
         assert_eq!((count, min, max), expect[k as usize]);
     }
 
@@ -121,7 +133,10 @@ fn a_small_budget_evicts_detail_but_day_totals_stay_exact() {
             limit: 10,
         })
         .unwrap();
-    assert!(sec.is_empty(), "no partial bucket re-created below the floor");
+    assert!(
+        sec.is_empty(),
+        "no partial bucket re-created below the floor"
+    );
 
     // The floors survive a reopen.
     drop(s);
@@ -163,7 +178,12 @@ fn a_budget_too_small_for_the_day_buckets_is_reported_exhausted() {
                 })
             })
             .collect();
-        let r = s.ingest(&[Submission { origin: None, items }]).unwrap();
+        let r = s
+            .ingest(&[Submission {
+                origin: None,
+                items,
+            }])
+            .unwrap();
         exhausted |= r.evicted.budget_exhausted;
     }
     assert!(exhausted);

@@ -19,8 +19,8 @@ use tributary_core::codec::v1;
 use tributary_core::ids::{NodeId, Timestamp};
 
 use super::{
-    AggregateQuery, AggregateRow, AlertQuery, BatchResult, NewAlert, Outcome, ResolvedAlert,
-    Store, StoreError, StoreOptions, StoreStatus, StoredAlert,
+    AggregateQuery, AggregateRow, AlertQuery, BatchResult, NewAlert, Outcome, ResolvedAlert, Store,
+    StoreError, StoreOptions, StoreStatus, StoredAlert,
 };
 use crate::metrics::Metrics;
 use crate::reading::Submission;
@@ -167,7 +167,9 @@ impl StoreActor {
         }
         let res = match self.store.as_mut() {
             Some(s) => f(s),
-            None => Err(StoreError::Unavailable("database could not be reopened".into())),
+            None => Err(StoreError::Unavailable(
+                "database could not be reopened".into(),
+            )),
         };
         if let Err(e) = &res {
             self.metrics.store_errors.get_or_create(&[("op", op)]).inc();
@@ -281,7 +283,9 @@ impl Handler<ReadDelta> for StoreActor {
     type Result = Result<Option<v1::Message>, StoreError>;
 
     fn handle(&mut self, msg: ReadDelta, ctx: &mut Self::Context) -> Self::Result {
-        self.run("read_delta", ctx, |s| s.read_delta(msg.after, msg.max_bytes))
+        self.run("read_delta", ctx, |s| {
+            s.read_delta(msg.after, msg.max_bytes)
+        })
     }
 }
 

@@ -73,7 +73,11 @@ fn alert_of(r: &Row<'_>) -> rusqlite::Result<Result<StoredAlert, StoreError>> {
 
 impl Store {
     /// Records an alert stamped with the next HLC tick at wall time `now`.
-    pub fn record_alert(&mut self, a: &NewAlert, now: Timestamp) -> Result<StoredAlert, StoreError> {
+    pub fn record_alert(
+        &mut self,
+        a: &NewAlert,
+        now: Timestamp,
+    ) -> Result<StoredAlert, StoreError> {
         // The tick advances the in-memory clock even if the insert fails:
         // harmless, the clock only has to be monotonic.
         let hlc = self.clock.tick(now.as_millis())?;
@@ -161,7 +165,8 @@ impl Store {
         } else {
             "?1 IS NULL"
         };
-        let sql = format!("SELECT {COLUMNS} FROM alert WHERE {sensor}{open} ORDER BY id DESC LIMIT ?2");
+        let sql =
+            format!("SELECT {COLUMNS} FROM alert WHERE {sensor}{open} ORDER BY id DESC LIMIT ?2");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
             params![

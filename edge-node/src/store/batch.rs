@@ -1,8 +1,8 @@
 //! [`Store::ingest`]: one transaction per batch of submissions (see the
 //! module docs of [`super`] for the semantics).
 
-use std::collections::{BTreeMap, HashSet};
 use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 use tributary_core::crdt::aggregate::Key;

@@ -50,9 +50,8 @@ impl Store {
     }
 
     fn evict_in_tx(&mut self, target: u64, ev: &mut Evictions) -> Result<(), StoreError> {
-        let over = |s: &Store| -> Result<u64, StoreError> {
-            Ok(s.db_bytes()?.saturating_sub(target))
-        };
+        let over =
+            |s: &Store| -> Result<u64, StoreError> { Ok(s.db_bytes()?.saturating_sub(target)) };
         loop {
             let o = over(self)?;
             if o == 0 {

@@ -57,7 +57,10 @@ impl ReplayWindow {
             return Verdict::BelowWindow;
         }
         let bit = 1u64 << (d % 64);
-        match usize::try_from(d / 64).ok().and_then(|w| self.seen.get_mut(w)) {
+        match usize::try_from(d / 64)
+            .ok()
+            .and_then(|w| self.seen.get_mut(w))
+        {
             Some(word) if *word & bit != 0 => Verdict::Duplicate,
             Some(word) => {
                 *word |= bit;

@@ -147,7 +147,9 @@ pub enum StoreError {
         known: i64,
     },
     /// The configured node id is not the one the database belongs to.
-    #[error("node id mismatch: the database belongs to {stored}, the configuration says {configured}")]
+    #[error(
+        "node id mismatch: the database belongs to {stored}, the configuration says {configured}"
+    )]
     NodeIdMismatch {
         /// Id in the database.
         stored: NodeId,
@@ -519,11 +521,16 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Must precede the first table; a no-op on an existing file.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt("journal_mode WAL refused"));
         }
-        let sync = if opts.synchronous_full { "FULL" } else { "NORMAL" };
+        let sync = if opts.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -658,7 +665,9 @@ impl Store {
     /// Bytes in use: `(page_count − freelist_count) × page_size`.
     pub fn db_bytes(&self) -> Result<u64, StoreError> {
         let q = |p: &str| -> Result<u64, StoreError> {
-            let v: i64 = self.conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?;
+            let v: i64 = self
+                .conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?;
             Ok(from_sql(v.max(0)))
         };
         let pages = q("page_count")?.saturating_sub(q("freelist_count")?);
@@ -674,10 +683,7 @@ impl Store {
         };
         // Raw rows are only ever deleted oldest-first and ids only grow, so
         // the id span is the row count without a full scan.
-        let raw = count(
-            "SELECT coalesce(max(id) - min(id) + 1, 0) FROM raw",
-            &[],
-        )?;
+        let raw = count("SELECT coalesce(max(id) - min(id) + 1, 0) FROM raw", &[])?;
         Ok(StoreStatus {
             node_id: self.node,
             version_high: self.version_high,
@@ -720,7 +726,10 @@ impl Store {
 
     /// Runs `f` in an IMMEDIATE transaction; on error rolls back and
     /// forgets the caches.
-    fn in_tx<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn in_tx<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let res = f(self).and_then(|v| {
             self.conn.execute_batch("COMMIT")?;

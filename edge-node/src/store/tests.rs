@@ -35,14 +35,19 @@ fn pragmas_are_set_on_a_new_file() {
     let s = open(&dir);
     let q = |p: &str| -> String {
         s.conn
-            .query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+            .query_row(&format!("PRAGMA {p}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
             .map(|v| format!("{v:?}"))
             .unwrap()
     };
     assert_eq!(q("auto_vacuum"), "Integer(2)");
     assert_eq!(q("journal_mode"), "Text(\"wal\")");
     assert_eq!(q("foreign_keys"), "Integer(1)");
-    assert_eq!(q("user_version"), format!("Integer({})", migrations::latest()));
+    assert_eq!(
+        q("user_version"),
+        format!("Integer({})", migrations::latest())
+    );
 }
 
 #[test]
@@ -78,7 +83,9 @@ fn below_floor_skips_only_that_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
     s.floors = [10, 0, 0];
-    let r = s.ingest(&[reading(1, 5_000, 1.0), reading(2, 15_000, 1.0)]).unwrap();
+    let r = s
+        .ingest(&[reading(1, 5_000, 1.0), reading(2, 15_000, 1.0)])
+        .unwrap();
     assert_eq!(r.late_skipped, 1);
     // 1 m, 1 h, 1 d shared by both, plus the 1 s bucket 15: 4 keys.
     assert_eq!(r.version_high, 4);
