@@ -271,6 +271,13 @@ impl Store {
                         "SELECT max(bucket) FROM aggregate WHERE sensor = ?1 AND resolution = ?2",
                     )?
                     .query_row(params![sensor, res], |r| r.get(0))?;
+                if max.is_none() {
+                    // Possibly a new sensor: rare (once per pair per cache
+                    // life), so the `sensor` table costs the hot path nothing.
+                    self.conn
+                        .prepare_cached("INSERT OR IGNORE INTO sensor (id) VALUES (?1)")?
+                        .execute([sensor])?;
+                }
                 *v.insert(max.map(from_sql))
             }
         };

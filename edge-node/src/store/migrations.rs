@@ -15,9 +15,12 @@ use super::StoreError;
 /// - `meta`: single integer values (node id, version high, hub watermark,
 ///   HLC, eviction floors).
 /// - `source`: the anti-replay window per submission source.
+/// - `sensor`: every sensor with at least one bucket (eviction walks it;
+///   the status page counts it).
 /// - `aggregate`: one row per (sensor, resolution, bucket) with its current
-///   version and summary. The version index serves the outbox (`read_delta`),
-///   the (resolution, bucket) index serves eviction oldest-first.
+///   version and summary. The version index serves the outbox
+///   (`read_delta`); eviction walks the primary key per sensor, so no
+///   (resolution, bucket) index slows every insert down.
 /// - `raw`: raw readings in arrival order (`id`), evicted first.
 /// - `alert`: alerts with their HLC; `AUTOINCREMENT` keeps ids monotonic
 ///   even if rows are ever deleted.
@@ -32,6 +35,10 @@ CREATE TABLE source (
     high INTEGER NOT NULL,
     seen BLOB NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE sensor (
+    id INTEGER PRIMARY KEY
+);
 
 CREATE TABLE aggregate (
     sensor     INTEGER NOT NULL,
@@ -48,7 +55,6 @@ CREATE TABLE aggregate (
     PRIMARY KEY (sensor, resolution, bucket)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX aggregate_by_version ON aggregate (version);
-CREATE INDEX aggregate_by_age ON aggregate (resolution, bucket);
 
 CREATE TABLE raw (
     id     INTEGER PRIMARY KEY,

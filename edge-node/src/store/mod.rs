@@ -436,7 +436,7 @@ pub struct StoreStatus {
     pub budget_bytes: u64,
     /// Raw readings kept.
     pub raw_readings: u64,
-    /// Sensors with at least one day bucket.
+    /// Sensors with at least one bucket.
     pub sensors: u64,
     /// Alerts not resolved.
     pub open_alerts: u64,
@@ -692,10 +692,7 @@ impl Store {
             db_bytes: self.db_bytes()?,
             budget_bytes: self.budget,
             raw_readings: raw,
-            sensors: count(
-                "SELECT count(DISTINCT sensor) FROM aggregate WHERE resolution = ?1",
-                &[&(Resolution::Day as u8)],
-            )?,
+            sensors: count("SELECT count(*) FROM sensor", &[])?,
             open_alerts: count("SELECT count(*) FROM alert WHERE resolved_at IS NULL", &[])?,
         })
     }
