@@ -1,7 +1,6 @@
 //! [`Store::ingest`]: one transaction per batch of submissions (see the
 //! module docs of [`super`] for the semantics).
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
@@ -11,7 +10,7 @@ use tributary_core::summary::Summary;
 
 use super::dedup::{ReplayWindow, Verdict};
 use super::{
-    BatchResult, Evictions, FRONTIER_CAP, Outcome, Store, StoreError, from_sql, key_params, meta,
+    BatchResult, Evictions, MAP_CAP, Outcome, Store, StoreError, from_sql, key_params, meta,
     set_meta, summary_at, to_sql,
 };
 use crate::reading::{Item, Origin, Submission};
@@ -65,8 +64,10 @@ impl Store {
 
     fn ingest_in_tx(&mut self, batch: &[Submission]) -> Result<Pending, StoreError> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Sorted by key: the writes below walk the primary key in order.
-        let mut deltas: BTreeMap<Key, Summary> = BTreeMap::new();
+        // Sorted in primary-key order (resolution, bucket, sensor): the
+        // writes below walk the table in order, and the frontier test in
+        // `lookup` holds for each next key.
+        let mut deltas: BTreeMap<(u8, u64, u32), (Key, Summary)> = BTreeMap::new();
         let mut dirty_sources: HashSet<&str> = HashSet::new();
         let (mut late_skipped, mut below_window) = (0u64, 0u64);
 
@@ -105,7 +106,11 @@ impl Store {
                                 late_skipped += 1;
                                 continue;
                             }
-                            deltas.entry(key).or_insert(Summary::EMPTY).combine(&one);
+                            deltas
+                                .entry(pk(&key))
+                                .or_insert((key, Summary::EMPTY))
+                                .1
+                                .combine(&one);
                         }
                         readings += 1;
                     }
@@ -124,7 +129,11 @@ impl Store {
                                 late_skipped += 1;
                                 continue;
                             }
-                            deltas.entry(key).or_insert(Summary::EMPTY).combine(summary);
+                            deltas
+                                .entry(pk(&key))
+                                .or_insert((key, Summary::EMPTY))
+                                .1
+                                .combine(summary);
                         }
                         readings = readings.saturating_add(summary.count);
                     }
@@ -145,8 +154,17 @@ impl Store {
         }
 
         let mut version = self.version_high;
-        for (key, delta) in &deltas {
+        for (key, delta) in deltas.values() {
             version = version.checked_add(1).ok_or(StoreError::VersionOverflow)?;
+            if !self.sensors.contains(&key.sensor) {
+                if self.sensors.len() >= MAP_CAP {
+                    self.sensors.clear();
+                }
+                self.conn
+                    .prepare_cached("INSERT OR IGNORE INTO sensor (id) VALUES (?1)")?
+                    .execute([key.sensor.0])?;
+                self.sensors.insert(key.sensor);
+            }
             let (sensor, res, bucket) = key_params(key);
             let s = match self.lookup(key)? {
                 Some((_, old)) => {
@@ -193,11 +211,10 @@ impl Store {
                             to_sql(s.first_ts.0),
                             to_sql(s.last_ts.0)
                         ])?;
-                    let f = self
-                        .frontier
-                        .entry((key.sensor, key.resolution))
-                        .or_insert(None);
-                    *f = Some(f.map_or(key.bucket.0, |b| b.max(key.bucket.0)));
+                    if let Some(f) = self.frontier.get_mut(key.resolution as usize) {
+                        let here = (key.bucket.0, key.sensor.0);
+                        *f = Some(Some(f.flatten().map_or(here, |h| h.max(here))));
+                    }
                     s
                 }
             };
@@ -245,7 +262,7 @@ impl Store {
         };
         // Source names come from the network: bound the map. Windows are
         // persisted per batch, so dropping them only costs a reload.
-        if self.sources.len() >= FRONTIER_CAP {
+        if self.sources.len() >= MAP_CAP {
             self.sources.clear();
         }
         self.sources.insert(o.source.clone(), w);
@@ -258,30 +275,27 @@ impl Store {
         if let Some(v) = self.cache.get(key) {
             return Ok(Some(v));
         }
-        if self.frontier.len() >= FRONTIER_CAP {
-            self.frontier.clear();
-        }
         let (sensor, res, bucket) = key_params(key);
-        let highest = match self.frontier.entry((key.sensor, key.resolution)) {
-            MapEntry::Occupied(o) => *o.get(),
-            MapEntry::Vacant(v) => {
-                let max: Option<i64> = self
+        let slot = key.resolution as usize;
+        let highest = match self.frontier.get(slot).copied().flatten() {
+            Some(h) => h,
+            None => {
+                let h: Option<(i64, u32)> = self
                     .conn
                     .prepare_cached(
-                        "SELECT max(bucket) FROM aggregate WHERE sensor = ?1 AND resolution = ?2",
+                        "SELECT bucket, sensor FROM aggregate WHERE resolution = ?1
+                         ORDER BY bucket DESC, sensor DESC LIMIT 1",
                     )?
-                    .query_row(params![sensor, res], |r| r.get(0))?;
-                if max.is_none() {
-                    // Possibly a new sensor: rare (once per pair per cache
-                    // life), so the `sensor` table costs the hot path nothing.
-                    self.conn
-                        .prepare_cached("INSERT OR IGNORE INTO sensor (id) VALUES (?1)")?
-                        .execute([sensor])?;
+                    .query_row([res], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let h = h.map(|(b, s)| (from_sql(b), s));
+                if let Some(f) = self.frontier.get_mut(slot) {
+                    *f = Some(h);
                 }
-                *v.insert(max.map(from_sql))
+                h
             }
         };
-        if highest.is_none_or(|h| key.bucket.0 > h) {
+        if highest.is_none_or(|h| (key.bucket.0, key.sensor.0) > h) {
             return Ok(None);
         }
         let row = self
@@ -296,4 +310,9 @@ impl Store {
             .optional()?;
         Ok(row)
     }
+}
+
+/// A key in the table's primary-key order.
+fn pk(k: &Key) -> (u8, u64, u32) {
+    (k.resolution as u8, k.bucket.0, k.sensor.0)
 }

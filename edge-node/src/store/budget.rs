@@ -1,7 +1,7 @@
 //! [`Store::enforce_budget`]: evict oldest detail until the database is
 //! back under 90 % of its budget (see the module docs of [`super`]).
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use tributary_core::ids::Resolution;
 
 use super::{Evictions, Store, StoreError, from_sql, meta, set_meta, to_sql};
@@ -20,9 +20,6 @@ const EVICTABLE: [(Resolution, usize); 3] = [
     (Resolution::Minute, 1),
     (Resolution::Hour, 2),
 ];
-
-/// Largest chunk of bucket indices evicted at once.
-const MAX_SPAN: u64 = 1 << 40;
 
 impl Store {
     /// If the database uses more than the budget, deletes raw readings,
@@ -47,7 +44,7 @@ impl Store {
         // Evicted keys lie below the new floors and are never looked up
         // again, but their cached copies would only waste memory.
         self.cache.clear();
-        self.frontier.clear();
+        self.frontier = [None; 4];
         ev.budget_exhausted = self.db_bytes()? > self.budget;
         Ok(ev)
     }
@@ -72,41 +69,37 @@ impl Store {
             }
             ev.raw += n as u64;
         }
-        let sensors: Vec<u32> = self
-            .conn
-            .prepare_cached("SELECT id FROM sensor ORDER BY id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let per_bucket = (sensors.len() as u64).max(1);
         for (r, slot) in EVICTABLE {
-            // Bucket indices per chunk: sized for `rows` rows if every sensor
-            // has every bucket, doubled while chunks come out sparse.
-            let mut span = 0u64;
             loop {
                 let o = over(self)?;
                 if o == 0 {
                     return Ok(());
                 }
                 let rows = (o / BUCKET_ROW_BYTES).clamp(MIN_CHUNK, MAX_CHUNK);
-                span = span.max((rows / per_bucket).max(1));
-                let Some(oldest) = self.oldest_bucket(&sensors, r)? else {
-                    break;
-                };
-                // Everything up to `cutoff` goes, for every sensor, so the
-                // floor is exact.
-                let cutoff = oldest.saturating_add(span - 1);
-                let mut n = 0u64;
-                for &sensor in &sensors {
-                    n += self
+                // The bucket index at the `rows`-th oldest row (or the
+                // newest, if fewer): everything up to it goes, for every
+                // sensor, so the floor is exact. Both are primary-key walks.
+                let nth: Option<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT bucket FROM aggregate WHERE resolution = ?1
+                         ORDER BY bucket LIMIT 1 OFFSET ?2",
+                    )?
+                    .query_row(params![r as u8, to_sql(rows - 1)], |row| row.get(0))
+                    .optional()?;
+                let cutoff = match nth {
+                    Some(b) => Some(b),
+                    None => self
                         .conn
-                        .prepare_cached(
-                            "DELETE FROM aggregate
-                             WHERE sensor = ?1 AND resolution = ?2 AND bucket <= ?3",
-                        )?
-                        .execute(params![sensor, r as u8, to_sql(cutoff)])?
-                        as u64;
-                }
-                let floor = cutoff.saturating_add(1);
+                        .prepare_cached("SELECT max(bucket) FROM aggregate WHERE resolution = ?1")?
+                        .query_row([r as u8], |row| row.get(0))?,
+                };
+                let Some(cutoff) = cutoff else { break };
+                let n = self
+                    .conn
+                    .prepare_cached("DELETE FROM aggregate WHERE resolution = ?1 AND bucket <= ?2")?
+                    .execute(params![r as u8, cutoff])? as u64;
+                let floor = from_sql(cutoff).saturating_add(1);
                 if let Some(f) = self.floors.get_mut(slot)
                     && floor > *f
                 {
@@ -118,29 +111,8 @@ impl Store {
                     Resolution::Minute => ev.bucket_1m += n,
                     _ => ev.bucket_1h += n,
                 }
-                if n < rows / 2 {
-                    span = span.saturating_mul(2).min(MAX_SPAN);
-                }
             }
         }
         Ok(())
-    }
-
-    /// The oldest bucket index at `r` over all sensors (a primary-key seek
-    /// per sensor).
-    fn oldest_bucket(&self, sensors: &[u32], r: Resolution) -> Result<Option<u64>, StoreError> {
-        let mut oldest: Option<u64> = None;
-        for &sensor in sensors {
-            let b: Option<i64> = self
-                .conn
-                .prepare_cached(
-                    "SELECT min(bucket) FROM aggregate WHERE sensor = ?1 AND resolution = ?2",
-                )?
-                .query_row(params![sensor, r as u8], |row| row.get(0))?;
-            if let Some(b) = b.map(from_sql) {
-                oldest = Some(oldest.map_or(b, |o| o.min(b)));
-            }
-        }
-        Ok(oldest)
     }
 }

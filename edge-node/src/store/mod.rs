@@ -86,7 +86,7 @@ pub mod json;
 pub(crate) mod migrations;
 mod outbox;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -456,9 +456,9 @@ mod meta {
 /// `sqlite3` on the Pi) before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bound on the frontier map (per (sensor, resolution)); past it the map is
-/// cleared, costing one SELECT per pair on the next batch.
-const FRONTIER_CAP: usize = 65_536;
+/// Bound on the maps keyed by network input (source names, sensors); past
+/// it a map is cleared, costing one reload per entry.
+const MAP_CAP: usize = 65_536;
 
 /// SQLite integers are i64; u64 ids, seqs and HLCs are stored bit for bit.
 fn to_sql(x: u64) -> i64 {
@@ -502,9 +502,13 @@ pub struct Store {
     /// First surviving bucket index for 1s, 1m, 1h.
     floors: [u64; 3],
     cache: BucketCache,
-    /// Highest stored bucket per (sensor, resolution), `None` if none;
-    /// never lower than the truth (eviction only lowers the truth).
-    frontier: HashMap<(SensorId, Resolution), Option<u64>>,
+    /// Per resolution, the greatest stored (bucket, sensor), `Some(None)`
+    /// if none, `None` if not loaded: a key above it is known absent
+    /// without a SELECT. Never lower than the truth (eviction only lowers
+    /// the truth).
+    frontier: [Option<Option<(u64, u32)>>; 4],
+    /// Sensors known to be in the `sensor` table.
+    sensors: HashSet<SensorId>,
     sources: HashMap<String, ReplayWindow>,
 }
 
@@ -563,7 +567,8 @@ impl Store {
             clock,
             floors,
             cache: BucketCache::new(opts.cache_keys),
-            frontier: HashMap::new(),
+            frontier: [None; 4],
+            sensors: HashSet::new(),
             sources: HashMap::new(),
         })
     }
@@ -631,7 +636,10 @@ impl Store {
     }
 
     /// Buckets of one sensor at one resolution whose start lies in
-    /// `[from, to)`, oldest first, at most `limit`.
+    /// `[from, to)`, oldest first, at most `limit`. The table is time-major
+    /// (see [`migrations`]), so this walks every sensor's rows from `from`
+    /// on until `limit` rows of this sensor are found: cheap for 1 m and
+    /// coarser, proportional to the number of sensors for 1 s.
     pub fn aggregates(&self, q: &AggregateQuery) -> Result<Vec<AggregateRow>, StoreError> {
         let ms = q.resolution.millis();
         let lo = q.from.as_millis().div_ceil(ms);
@@ -717,7 +725,8 @@ impl Store {
     /// Drops every in-memory copy of database state (after a rollback).
     fn forget(&mut self) {
         self.cache.clear();
-        self.frontier.clear();
+        self.frontier = [None; 4];
+        self.sensors.clear();
         self.sources.clear();
     }
 
