@@ -58,7 +58,9 @@ CREATE TABLE aggregate (
     last_ts    INTEGER NOT NULL,
     PRIMARY KEY (resolution, bucket, sensor)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX aggregate_by_version ON aggregate (version);
+-- Versions are unique by construction (one per changed key per batch);
+-- a UNIQUE index would cost an extra seek per write to re-check it.
+CREATE INDEX aggregate_by_version ON aggregate (version);
 
 CREATE TABLE raw (
     id     INTEGER PRIMARY KEY,

@@ -7,7 +7,7 @@
 //! [`Store::open`] creates the parent directory, sets `auto_vacuum =
 //! INCREMENTAL` (effective only before the first table, so on a new file),
 //! WAL, `synchronous = FULL` (or `NORMAL`), `foreign_keys`, a busy timeout,
-//! then applies the embedded migrations ([`migrations`]) in one transaction
+//! then applies the embedded migrations (`store/migrations.rs`) in one transaction
 //! keyed by `PRAGMA user_version`. A database written by a newer binary is
 //! refused ([`StoreError::NewerSchema`]). The node id is drawn once from the
 //! OS RNG (non-zero) and persisted; a configured id that differs from the
@@ -31,14 +31,15 @@
 //!
 //! Within a batch, each key's changes are summed first (readings in order),
 //! then combined into the stored row, and each changed key gets **one** new
-//! version: `version_high + 1, + 2, …` in key order, so versions are unique
-//! per node and a delta of versions `(a, b]` is exactly the keys changed in
-//! between. Floating-point sums therefore depend (in the last bits) on how
-//! readings were split into batches; counts, min and max never do.
+//! version: `version_high + 1, + 2, …` in the table's key order
+//! (resolution, bucket, sensor), so versions are unique per node and a
+//! delta of versions `(a, b]` is exactly the keys changed in between.
+//! Floating-point sums therefore depend (in the last bits) on how readings
+//! were split into batches; counts, min and max never do.
 //!
-//! Hot rows live in a bounded cache ([`cache`], `cache_keys`), and per
-//! (sensor, resolution) the highest stored bucket is remembered, so a new
-//! bucket beyond it is inserted without a SELECT: the steady state (new 1 s
+//! Hot rows live in a bounded cache (`store/cache.rs`, `cache_keys`), and
+//! per resolution the greatest stored (bucket, sensor) is remembered, so a
+//! key beyond it is inserted without a SELECT: the steady state (new 1 s
 //! buckets, current minute/hour/day cached) reads nothing from SQLite.
 //!
 //! # Eviction ([`Store::enforce_budget`])
@@ -537,6 +538,9 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 8 MiB of page cache (default 2 MiB): the hot tail of the table,
+        // the version index and the raw table stay resident between batches.
+        conn.pragma_update(None, "cache_size", -8192)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
 
@@ -637,7 +641,7 @@ impl Store {
 
     /// Buckets of one sensor at one resolution whose start lies in
     /// `[from, to)`, oldest first, at most `limit`. The table is time-major
-    /// (see [`migrations`]), so this walks every sensor's rows from `from`
+    /// (see `store/migrations.rs`), so this walks every sensor's rows from `from`
     /// on until `limit` rows of this sensor are found: cheap for 1 m and
     /// coarser, proportional to the number of sensors for 1 s.
     pub fn aggregates(&self, q: &AggregateQuery) -> Result<Vec<AggregateRow>, StoreError> {
