@@ -323,6 +323,36 @@ fn a_failing_batch_stores_nothing() {
     let r = s.ingest(&[good]).unwrap();
     assert_eq!(r.outcomes, vec![Outcome::Applied { readings: 2 }]);
     assert_eq!(day_count(&s, 1), 2);
+    drop(s);
+
+    // A failure in SQLite itself, after some rows of the batch were
+    // written: a trigger aborts the insert of one raw reading.
+    let conn = rusqlite::Connection::open(&o.path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER boom BEFORE INSERT ON raw WHEN NEW.value = 666.0
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let mut s = Store::open(&o).unwrap();
+    let before = s.status().unwrap();
+    let batch = [
+        sub("d", 3, vec![sample(1, 3_000, 1.0), sample(4, 3_000, 1.0)]),
+        sub("d", 4, vec![sample(1, 4_000, 2.0), sample(1, 4_500, 666.0)]),
+    ];
+    assert_eq!(s.ingest(&batch).unwrap_err().reason(), "sqlite");
+    let after = s.status().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(day_count(&s, 1), 2);
+    assert!(rows(&s, 4, Resolution::Day).is_empty());
+    let r = s.ingest(&batch[..1]).unwrap();
+    assert_eq!(r.outcomes, vec![Outcome::Applied { readings: 2 }]);
+    assert_eq!(
+        r.version_high,
+        before.version_high + 6,
+        "3 keys per sensor, nothing left over"
+    );
+    assert_eq!(day_count(&s, 1), 3);
 }
 
 #[test]

@@ -70,6 +70,7 @@ impl Store {
         let mut deltas: BTreeMap<(u8, u64, u32), (Key, Summary)> = BTreeMap::new();
         let mut dirty_sources: HashSet<&str> = HashSet::new();
         let (mut late_skipped, mut below_window) = (0u64, 0u64);
+        let mut raw = Vec::new();
 
         for sub in batch {
             if let Some(origin) = &sub.origin {
@@ -94,11 +95,7 @@ impl Store {
                     Item::Reading(s) => {
                         let one = Summary::of(s.ts, s.value).map_err(|_| StoreError::NonFinite)?;
                         if self.keep_raw {
-                            self.conn
-                                .prepare_cached(
-                                    "INSERT INTO raw (sensor, ts, value) VALUES (?1, ?2, ?3)",
-                                )?
-                                .execute(params![s.sensor.0, to_sql(s.ts.as_millis()), s.value])?;
+                            raw.push(s);
                         }
                         for r in Resolution::ALL {
                             let key = Key::containing(s.sensor, r, s.ts);
@@ -142,6 +139,17 @@ impl Store {
             outcomes.push(Outcome::Applied { readings });
         }
 
+        // Each statement is prepared (looked up in the cache) once per
+        // batch, not once per row: per-row lookups cost as much as the
+        // raw inserts themselves.
+        if !raw.is_empty() {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT INTO raw (sensor, ts, value) VALUES (?1, ?2, ?3)")?;
+            for s in raw {
+                stmt.execute(params![s.sensor.0, to_sql(s.ts.as_millis()), s.value])?;
+            }
+        }
         for name in dirty_sources {
             if let Some(w) = self.sources.get(name) {
                 self.conn
@@ -153,7 +161,9 @@ impl Store {
             }
         }
 
+        // Plan (cache, frontier, SELECTs for cold rows), then write.
         let mut version = self.version_high;
+        let mut writes: Vec<(Key, u64, Summary, bool)> = Vec::with_capacity(deltas.len());
         for (key, delta) in deltas.values() {
             version = version.checked_add(1).ok_or(StoreError::VersionOverflow)?;
             if !self.sensors.contains(&key.sensor) {
@@ -165,60 +175,54 @@ impl Store {
                     .execute([key.sensor.0])?;
                 self.sensors.insert(key.sensor);
             }
-            let (sensor, res, bucket) = key_params(key);
-            let s = match self.lookup(key)? {
-                Some((_, old)) => {
-                    let s = old.combined(delta);
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE aggregate SET version = ?4, count = ?5, sum = ?6, min = ?7,
-                             max = ?8, sum_sq = ?9, first_ts = ?10, last_ts = ?11
-                             WHERE sensor = ?1 AND resolution = ?2 AND bucket = ?3",
-                        )?
-                        .execute(params![
-                            sensor,
-                            res,
-                            bucket,
-                            to_sql(version),
-                            to_sql(s.count),
-                            s.sum,
-                            s.min,
-                            s.max,
-                            s.sum_sq,
-                            to_sql(s.first_ts.0),
-                            to_sql(s.last_ts.0)
-                        ])?;
-                    s
-                }
+            match self.lookup(key)? {
+                Some((_, old)) => writes.push((*key, version, old.combined(delta), true)),
                 None => {
-                    let s = *delta;
-                    self.conn
-                        .prepare_cached(
-                            "INSERT INTO aggregate (sensor, resolution, bucket, version, count,
-                             sum, min, max, sum_sq, first_ts, last_ts)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        )?
-                        .execute(params![
-                            sensor,
-                            res,
-                            bucket,
-                            to_sql(version),
-                            to_sql(s.count),
-                            s.sum,
-                            s.min,
-                            s.max,
-                            s.sum_sq,
-                            to_sql(s.first_ts.0),
-                            to_sql(s.last_ts.0)
-                        ])?;
+                    // Keys are distinct and ascending: this one is the new
+                    // greatest of its resolution.
                     if let Some(f) = self.frontier.get_mut(key.resolution as usize) {
                         let here = (key.bucket.0, key.sensor.0);
                         *f = Some(Some(f.flatten().map_or(here, |h| h.max(here))));
                     }
-                    s
+                    writes.push((*key, version, *delta, false));
                 }
-            };
-            self.cache.put(*key, (version, s));
+            }
+        }
+        {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE aggregate SET version = ?4, count = ?5, sum = ?6, min = ?7,
+                 max = ?8, sum_sq = ?9, first_ts = ?10, last_ts = ?11
+                 WHERE resolution = ?2 AND bucket = ?3 AND sensor = ?1",
+            )?;
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO aggregate (sensor, resolution, bucket, version, count,
+                 sum, min, max, sum_sq, first_ts, last_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (key, v, s, exists) in &writes {
+                let (sensor, res, bucket) = key_params(key);
+                let p = params![
+                    sensor,
+                    res,
+                    bucket,
+                    to_sql(*v),
+                    to_sql(s.count),
+                    s.sum,
+                    s.min,
+                    s.max,
+                    s.sum_sq,
+                    to_sql(s.first_ts.0),
+                    to_sql(s.last_ts.0)
+                ];
+                if *exists {
+                    update.execute(p)?;
+                } else {
+                    insert.execute(p)?;
+                }
+            }
+        }
+        for (key, v, s, _) in writes {
+            self.cache.put(key, (v, s));
         }
         if version != self.version_high {
             set_meta(&self.conn, meta::VERSION_HIGH, version)?;
