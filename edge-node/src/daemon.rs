@@ -79,7 +79,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
         cache_keys: config.store.cache_keys,
     };
     let (store, node_id) =
-        StoreActor::start(opts, metrics.clone()).map_err(|source| DaemonError::Store {
+        crate::store::actor::start(opts, metrics.clone()).map_err(|source| DaemonError::Store {
             dir: config.data_dir.display().to_string(),
             source,
         })?;

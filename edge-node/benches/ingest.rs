@@ -1,0 +1,150 @@
+//! Ingest throughput of the store against plain SQLite.
+//!
+//! `cargo bench -p tributary-edge --bench ingest` prints one JSON line per
+//! result:
+//!
+//! - `edge_ingest_raw_sqlite`: the baseline, a plain rusqlite batched INSERT
+//!   of the readings into one table (one transaction per 1000 readings),
+//!   with the store's pragmas (WAL, `synchronous = FULL`).
+//! - `edge_ingest_store`: the same readings through `Store::ingest`, same
+//!   batch size, durability on: dedup windows, raw rows, four resolutions of
+//!   versioned buckets, version index, all in one transaction per batch.
+//! - `edge_ingest_store_no_raw` (informational): the same with
+//!   `keep_raw = false`.
+//!
+//! Readings are deterministic (100 sensors at 1 Hz); the databases are temp
+//! files on disk. A throughput number, not a test: nothing asserts on it.
+
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+use tributary_core::ids::{SensorId, Timestamp};
+use tributary_edge::reading::{Item, Origin, Sample, Submission};
+use tributary_edge::store::{Store, StoreOptions};
+
+const SENSORS: u64 = 100;
+const READINGS: u64 = 200_000;
+const BATCH: usize = 1_000;
+/// Readings per submission: one device's share of a batch.
+const PER_SUBMISSION: usize = 100;
+const START_MS: u64 = 1_700_000_000_000;
+
+fn readings() -> Vec<Sample> {
+    (0..READINGS)
+        .map(|i| {
+            let (t, k) = (i / SENSORS, i % SENSORS);
+            // A slow wave per sensor plus deterministic jitter.
+            let jitter = ((i.wrapping_mul(2_654_435_761)) % 1_000) as f64 / 1_000.0;
+            Sample {
+                sensor: SensorId(k as u32),
+                ts: Timestamp(START_MS + t * 1_000),
+                value: 20.0 + (t as f64 / 60.0 + k as f64).sin() * 5.0 + jitter,
+            }
+        })
+        .collect()
+}
+
+fn raw_sqlite(dir: &std::path::Path, data: &[Sample]) -> rusqlite::Result<f64> {
+    let mut conn = Connection::open(dir.join("raw.db"))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE raw (id INTEGER PRIMARY KEY, sensor INTEGER NOT NULL,
+         ts INTEGER NOT NULL, value REAL NOT NULL)",
+    )?;
+    let t0 = Instant::now();
+    for chunk in data.chunks(BATCH) {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO raw (sensor, ts, value) VALUES (?1, ?2, ?3)")?;
+            for s in chunk {
+                stmt.execute(params![s.sensor.0, s.ts.as_millis() as i64, s.value])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(data.len() as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn store(
+    dir: &std::path::Path,
+    data: &[Sample],
+    keep_raw: bool,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let mut store = Store::open(&StoreOptions {
+        path: dir.join(format!("store-{keep_raw}.db")),
+        synchronous_full: true,
+        disk_budget_bytes: 0,
+        keep_raw,
+        node_id: None,
+        cache_keys: 16_384,
+    })?;
+    // Built outside the timed loop: the baseline gets its rows for free too.
+    let mut seq = 0;
+    let batches: Vec<Vec<Submission>> = data
+        .chunks(BATCH)
+        .map(|chunk| {
+            chunk
+                .chunks(PER_SUBMISSION)
+                .enumerate()
+                .map(|(d, c)| {
+                    seq += 1;
+                    Submission {
+                        origin: Some(Origin {
+                            source: format!("device-{d}"),
+                            seq,
+                        }),
+                        items: c.iter().copied().map(Item::Reading).collect(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let t0 = Instant::now();
+    for b in &batches {
+        store.ingest(b)?;
+    }
+    Ok(data.len() as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not and
+    // only wants to know the target runs.
+    let data = if std::env::args().any(|a| a == "--bench") {
+        readings()
+    } else {
+        readings().into_iter().take(2 * BATCH).collect()
+    };
+    // Temp files on disk (fsync costs are part of what is measured);
+    // BENCH_DIR picks another file system, e.g. the Pi's SD card.
+    let dir = match std::env::var_os("BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let base = raw_sqlite(dir.path(), &data)?;
+    println!(
+        "{}",
+        serde_json::json!({"name": "edge_ingest_raw_sqlite", "unit": "readings/s", "value": base.round()})
+    );
+    let value = store(dir.path(), &data, true)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "name": "edge_ingest_store", "unit": "readings/s", "value": value.round(),
+            "baseline": "edge_ingest_raw_sqlite", "baseline_value": base.round(),
+            "ratio": (value / base * 1000.0).round() / 1000.0,
+        })
+    );
+    // Informational: the same without raw rows (buckets only).
+    let no_raw = store(dir.path(), &data, false)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "name": "edge_ingest_store_no_raw", "unit": "readings/s", "value": no_raw.round(),
+            "baseline": "edge_ingest_raw_sqlite", "baseline_value": base.round(),
+            "ratio": (no_raw / base * 1000.0).round() / 1000.0,
+        })
+    );
+    Ok(())
+}

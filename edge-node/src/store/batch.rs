@@ -1,0 +1,322 @@
+//! [`Store::ingest`]: one transaction per batch of submissions (see the
+//! module docs of [`super`] for the semantics).
+
+use std::collections::{BTreeMap, HashSet};
+
+use rusqlite::{OptionalExtension, params};
+use tributary_core::crdt::aggregate::Key;
+use tributary_core::ids::{Bucket, Resolution};
+use tributary_core::summary::Summary;
+
+use super::dedup::{ReplayWindow, Verdict};
+use super::{
+    BatchResult, Evictions, MAP_CAP, Outcome, Store, StoreError, from_sql, key_params, meta,
+    set_meta, summary_at, to_sql,
+};
+use crate::reading::{Item, Origin, Submission};
+
+/// What a batch produced before commit.
+struct Pending {
+    outcomes: Vec<Outcome>,
+    version_high: u64,
+    late_skipped: u64,
+    below_window: u64,
+}
+
+impl Store {
+    /// Stores a batch of submissions in one transaction. On error nothing
+    /// of the batch is stored. When the database is then above its budget,
+    /// evicts (in its own transaction, after the batch committed; an
+    /// eviction failure is logged, not returned, because the batch is
+    /// durable and its senders must be acknowledged).
+    pub fn ingest(&mut self, batch: &[Submission]) -> Result<BatchResult, StoreError> {
+        let p = self.in_tx(|s| s.ingest_in_tx(batch))?;
+        self.version_high = p.version_high;
+        let evicted = self.evict_if_over_budget();
+        Ok(BatchResult {
+            outcomes: p.outcomes,
+            version_high: p.version_high,
+            late_skipped: p.late_skipped,
+            below_window: p.below_window,
+            evicted,
+        })
+    }
+
+    fn evict_if_over_budget(&mut self) -> Evictions {
+        if self.budget == 0 {
+            return Evictions::default();
+        }
+        let over = self.db_bytes().map(|b| b > self.budget);
+        match over.and_then(|over| {
+            if over {
+                self.enforce_budget()
+            } else {
+                Ok(Evictions::default())
+            }
+        }) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, reason = e.reason(), "disk budget enforcement failed");
+                Evictions::default()
+            }
+        }
+    }
+
+    fn ingest_in_tx(&mut self, batch: &[Submission]) -> Result<Pending, StoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Sorted in primary-key order (resolution, bucket, sensor): the
+        // writes below walk the table in order, and the frontier test in
+        // `lookup` holds for each next key.
+        let mut deltas: BTreeMap<(u8, u64, u32), (Key, Summary)> = BTreeMap::new();
+        let mut dirty_sources: HashSet<&str> = HashSet::new();
+        let (mut late_skipped, mut below_window) = (0u64, 0u64);
+        let mut raw = Vec::new();
+
+        for sub in batch {
+            if let Some(origin) = &sub.origin {
+                match self.check_origin(origin)? {
+                    Verdict::New => {
+                        dirty_sources.insert(&origin.source);
+                    }
+                    Verdict::Duplicate => {
+                        outcomes.push(Outcome::Duplicate);
+                        continue;
+                    }
+                    Verdict::BelowWindow => {
+                        below_window += 1;
+                        outcomes.push(Outcome::Duplicate);
+                        continue;
+                    }
+                }
+            }
+            let mut readings = 0u64;
+            for item in &sub.items {
+                match item {
+                    Item::Reading(s) => {
+                        let one = Summary::of(s.ts, s.value).map_err(|_| StoreError::NonFinite)?;
+                        if self.keep_raw {
+                            raw.push(s);
+                        }
+                        for r in Resolution::ALL {
+                            let key = Key::containing(s.sensor, r, s.ts);
+                            if self.below_floor(&key) {
+                                late_skipped += 1;
+                                continue;
+                            }
+                            deltas
+                                .entry(pk(&key))
+                                .or_insert((key, Summary::EMPTY))
+                                .1
+                                .combine(&one);
+                        }
+                        readings += 1;
+                    }
+                    Item::Window { sensor, summary } => {
+                        if summary.is_empty() {
+                            continue;
+                        }
+                        summary.validate().map_err(StoreError::InvalidWindow)?;
+                        for r in Resolution::ALL {
+                            let b = Bucket::containing(summary.first_ts, r);
+                            if b != Bucket::containing(summary.last_ts, r) {
+                                continue;
+                            }
+                            let key = Key::new(*sensor, r, b);
+                            if self.below_floor(&key) {
+                                late_skipped += 1;
+                                continue;
+                            }
+                            deltas
+                                .entry(pk(&key))
+                                .or_insert((key, Summary::EMPTY))
+                                .1
+                                .combine(summary);
+                        }
+                        readings = readings.saturating_add(summary.count);
+                    }
+                }
+            }
+            outcomes.push(Outcome::Applied { readings });
+        }
+
+        // Each statement is prepared (looked up in the cache) once per
+        // batch, not once per row: per-row lookups cost as much as the
+        // raw inserts themselves.
+        if !raw.is_empty() {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT INTO raw (sensor, ts, value) VALUES (?1, ?2, ?3)")?;
+            for s in raw {
+                stmt.execute(params![s.sensor.0, to_sql(s.ts.as_millis()), s.value])?;
+            }
+        }
+        for name in dirty_sources {
+            if let Some(w) = self.sources.get(name) {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO source (name, high, seen) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET high = excluded.high, seen = excluded.seen",
+                    )?
+                    .execute(params![name, to_sql(w.high()), w.to_blob()])?;
+            }
+        }
+
+        // Plan (cache, frontier, SELECTs for cold rows), then write.
+        let mut version = self.version_high;
+        let mut writes: Vec<(Key, u64, Summary, bool)> = Vec::with_capacity(deltas.len());
+        for (key, delta) in deltas.values() {
+            version = version.checked_add(1).ok_or(StoreError::VersionOverflow)?;
+            if !self.sensors.contains(&key.sensor) {
+                if self.sensors.len() >= MAP_CAP {
+                    self.sensors.clear();
+                }
+                self.conn
+                    .prepare_cached("INSERT OR IGNORE INTO sensor (id) VALUES (?1)")?
+                    .execute([key.sensor.0])?;
+                self.sensors.insert(key.sensor);
+            }
+            match self.lookup(key)? {
+                Some((_, old)) => writes.push((*key, version, old.combined(delta), true)),
+                None => {
+                    // Keys are distinct and ascending: this one is the new
+                    // greatest of its resolution.
+                    if let Some(f) = self.frontier.get_mut(key.resolution as usize) {
+                        let here = (key.bucket.0, key.sensor.0);
+                        *f = Some(Some(f.flatten().map_or(here, |h| h.max(here))));
+                    }
+                    writes.push((*key, version, *delta, false));
+                }
+            }
+        }
+        {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE aggregate SET version = ?4, count = ?5, sum = ?6, min = ?7,
+                 max = ?8, sum_sq = ?9, first_ts = ?10, last_ts = ?11
+                 WHERE resolution = ?2 AND bucket = ?3 AND sensor = ?1",
+            )?;
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO aggregate (sensor, resolution, bucket, version, count,
+                 sum, min, max, sum_sq, first_ts, last_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (key, v, s, exists) in &writes {
+                let (sensor, res, bucket) = key_params(key);
+                let p = params![
+                    sensor,
+                    res,
+                    bucket,
+                    to_sql(*v),
+                    to_sql(s.count),
+                    s.sum,
+                    s.min,
+                    s.max,
+                    s.sum_sq,
+                    to_sql(s.first_ts.0),
+                    to_sql(s.last_ts.0)
+                ];
+                if *exists {
+                    update.execute(p)?;
+                } else {
+                    insert.execute(p)?;
+                }
+            }
+        }
+        for (key, v, s, _) in writes {
+            self.cache.put(key, (v, s));
+        }
+        if version != self.version_high {
+            set_meta(&self.conn, meta::VERSION_HIGH, version)?;
+        }
+        Ok(Pending {
+            outcomes,
+            version_high: version,
+            late_skipped,
+            below_window,
+        })
+    }
+
+    /// Whether `key`'s bucket was evicted at its resolution.
+    fn below_floor(&self, key: &Key) -> bool {
+        let floor = match key.resolution {
+            Resolution::Second => self.floors[0],
+            Resolution::Minute => self.floors[1],
+            Resolution::Hour => self.floors[2],
+            Resolution::Day => 0,
+        };
+        key.bucket.0 < floor
+    }
+
+    /// Runs the source's replay window (loading it on first use).
+    fn check_origin(&mut self, o: &Origin) -> Result<Verdict, StoreError> {
+        if let Some(w) = self.sources.get_mut(&o.source) {
+            return Ok(w.check_and_set(o.seq));
+        }
+        let stored: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT high, seen FROM source WHERE name = ?1")?
+            .query_row([&o.source], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (w, verdict) = match stored {
+            Some((high, blob)) => {
+                let mut w = ReplayWindow::from_parts(from_sql(high), &blob)?;
+                let v = w.check_and_set(o.seq);
+                (w, v)
+            }
+            None => (ReplayWindow::first(o.seq), Verdict::New),
+        };
+        // Source names come from the network: bound the map. Windows are
+        // persisted per batch, so dropping them only costs a reload.
+        if self.sources.len() >= MAP_CAP {
+            self.sources.clear();
+        }
+        self.sources.insert(o.source.clone(), w);
+        Ok(verdict)
+    }
+
+    /// The stored (version, summary) of `key`, from the cache, or known
+    /// absent from the frontier, or from a SELECT.
+    fn lookup(&mut self, key: &Key) -> Result<Option<(u64, Summary)>, StoreError> {
+        if let Some(v) = self.cache.get(key) {
+            return Ok(Some(v));
+        }
+        let (sensor, res, bucket) = key_params(key);
+        let slot = key.resolution as usize;
+        let highest = match self.frontier.get(slot).copied().flatten() {
+            Some(h) => h,
+            None => {
+                let h: Option<(i64, u32)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT bucket, sensor FROM aggregate WHERE resolution = ?1
+                         ORDER BY bucket DESC, sensor DESC LIMIT 1",
+                    )?
+                    .query_row([res], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let h = h.map(|(b, s)| (from_sql(b), s));
+                if let Some(f) = self.frontier.get_mut(slot) {
+                    *f = Some(h);
+                }
+                h
+            }
+        };
+        if highest.is_none_or(|h| (key.bucket.0, key.sensor.0) > h) {
+            return Ok(None);
+        }
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT version, count, sum, min, max, sum_sq, first_ts, last_ts
+                 FROM aggregate WHERE sensor = ?1 AND resolution = ?2 AND bucket = ?3",
+            )?
+            .query_row(params![sensor, res, bucket], |r| {
+                Ok((from_sql(r.get(0)?), summary_at(r, 1)?))
+            })
+            .optional()?;
+        Ok(row)
+    }
+}
+
+/// A key in the table's primary-key order.
+fn pk(k: &Key) -> (u8, u64, u32) {
+    (k.resolution as u8, k.bucket.0, k.sensor.0)
+}

@@ -1,0 +1,124 @@
+//! The schema as an ordered, embedded list of migrations keyed by
+//! `PRAGMA user_version` (STYLE.md §6, rusqlite_migration's scheme).
+//!
+//! Migration `i` (0-based) takes the database from version `i` to `i + 1`.
+//! Pending migrations run in one transaction that also sets
+//! `user_version`, so a crash leaves either the old or the new schema.
+//! Shipped migrations are never edited; a change is a new entry.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Version 1: the whole store.
+///
+/// - `meta`: single integer values (node id, version high, hub watermark,
+///   HLC, eviction floors).
+/// - `source`: the anti-replay window per submission source.
+/// - `sensor`: every sensor with at least one bucket (eviction walks it;
+///   the status page counts it).
+/// - `aggregate`: one row per (resolution, bucket, sensor) with its current
+///   version and summary. Time-major on purpose: a batch's new 1 s buckets
+///   and its updated 1 m/1 h/1 d buckets are each one contiguous run of
+///   pages, so a commit writes a few pages to the WAL instead of one per
+///   sensor (sensor-major was 15× slower at 100 sensors), and eviction
+///   oldest-first is a key-range delete. The price: a per-sensor range query
+///   scans every sensor's rows in that time range (see `Store::aggregates`).
+///   The version index serves the outbox (`read_delta`).
+/// - `raw`: raw readings in arrival order (`id`), evicted first.
+/// - `alert`: alerts with their HLC; `AUTOINCREMENT` keeps ids monotonic
+///   even if rows are ever deleted.
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE source (
+    name TEXT PRIMARY KEY NOT NULL,
+    high INTEGER NOT NULL,
+    seen BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE sensor (
+    id INTEGER PRIMARY KEY
+);
+
+CREATE TABLE aggregate (
+    sensor     INTEGER NOT NULL,
+    resolution INTEGER NOT NULL,
+    bucket     INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    sum        REAL NOT NULL,
+    min        REAL NOT NULL,
+    max        REAL NOT NULL,
+    sum_sq     REAL NOT NULL,
+    first_ts   INTEGER NOT NULL,
+    last_ts    INTEGER NOT NULL,
+    PRIMARY KEY (resolution, bucket, sensor)
+) WITHOUT ROWID;
+-- Versions are unique by construction (one per changed key per batch);
+-- a UNIQUE index would cost an extra seek per write to re-check it.
+CREATE INDEX aggregate_by_version ON aggregate (version);
+
+CREATE TABLE raw (
+    id     INTEGER PRIMARY KEY,
+    sensor INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    value  REAL NOT NULL
+);
+
+CREATE TABLE alert (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    hlc         INTEGER NOT NULL UNIQUE,
+    sensor      INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    value       REAL NOT NULL,
+    score       REAL NOT NULL,
+    detector    INTEGER NOT NULL,
+    w_count     INTEGER NOT NULL,
+    w_sum       REAL NOT NULL,
+    w_min       REAL NOT NULL,
+    w_max       REAL NOT NULL,
+    w_sum_sq    REAL NOT NULL,
+    w_first_ts  INTEGER NOT NULL,
+    w_last_ts   INTEGER NOT NULL,
+    resolved_at INTEGER,
+    peak        REAL
+);
+CREATE INDEX alert_by_sensor ON alert (sensor, id);
+CREATE INDEX alert_open ON alert (sensor, at) WHERE resolved_at IS NULL;
+";
+
+/// Every migration, in order.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this binary writes.
+pub(crate) fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Brings the database to [`latest`], or refuses one that is newer.
+pub(crate) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read under the write lock: another process may have migrated meanwhile.
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = latest();
+    if current > latest {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: latest,
+        });
+    }
+    if current == latest {
+        return Ok(());
+    }
+    let done = usize::try_from(current).unwrap_or(0);
+    for m in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(m)?;
+    }
+    tx.pragma_update(None, "user_version", latest)?;
+    tx.commit()?;
+    Ok(())
+}

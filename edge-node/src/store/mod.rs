@@ -1,0 +1,786 @@
+//! The gateway's SQLite store: aggregates (the node's share of the
+//! aggregate CRDT), raw readings, the per-source dedup windows, alerts and
+//! the sync watermark, in one database owned by one actor ([`actor`]).
+//!
+//! # Opening
+//!
+//! [`Store::open`] creates the parent directory, sets `auto_vacuum =
+//! INCREMENTAL` (effective only before the first table, so on a new file),
+//! WAL, `synchronous = FULL` (or `NORMAL`), `foreign_keys`, a busy timeout,
+//! then applies the embedded migrations (`store/migrations.rs`) in one transaction
+//! keyed by `PRAGMA user_version`. A database written by a newer binary is
+//! refused ([`StoreError::NewerSchema`]). The node id is drawn once from the
+//! OS RNG (non-zero) and persisted; a configured id that differs from the
+//! stored one is refused ([`StoreError::NodeIdMismatch`]).
+//!
+//! # Ingest ([`Store::ingest`])
+//!
+//! A batch of submissions is one transaction: on any error it is rolled
+//! back, the in-memory caches are dropped, and nothing of the batch is
+//! stored (dedup windows included). Per submission with an origin, the
+//! (source, seq) pair goes through the source's anti-replay window
+//! ([`dedup`]): a seen seq, or one below the window, makes the submission a
+//! [`Outcome::Duplicate`] (the latter also counts in
+//! [`BatchResult::below_window`]). Applied items update buckets:
+//!
+//! - `Item::Reading` is recorded (`Summary::record`) in the bucket
+//!   containing its time at every resolution, and kept in `raw` if
+//!   `keep_raw`.
+//! - `Item::Window` is combined into every resolution whose bucket contains
+//!   both its `first_ts` and `last_ts`; finer ones cannot hold it.
+//!
+//! Within a batch, each key's changes are summed first (readings in order),
+//! then combined into the stored row, and each changed key gets **one** new
+//! version: `version_high + 1, + 2, …` in the table's key order
+//! (resolution, bucket, sensor), so versions are unique per node and a
+//! delta of versions `(a, b]` is exactly the keys changed in between.
+//! Floating-point sums therefore depend (in the last bits) on how readings
+//! were split into batches; counts, min and max never do.
+//!
+//! Hot rows live in a bounded cache (`store/cache.rs`, `cache_keys`), and
+//! per resolution the greatest stored (bucket, sensor) is remembered, so a
+//! key beyond it is inserted without a SELECT: the steady state (new 1 s
+//! buckets, current minute/hour/day cached) reads nothing from SQLite.
+//!
+//! # Eviction ([`Store::enforce_budget`])
+//!
+//! Used bytes are `(page_count − freelist_count) × page_size` of the main
+//! database file (the WAL is bounded by checkpoints and not counted). Above
+//! the budget, rows are deleted in chunks until usage is at most 90 % of
+//! it: raw readings oldest (first arrived) first, then 1 s buckets oldest
+//! first, then 1 m, then 1 h — never 1 d — then `PRAGMA incremental_vacuum`
+//! returns the freed pages to the file system. Bucket eviction removes whole
+//! bucket indices (every sensor), and the first surviving index becomes the
+//! resolution's *floor* (persisted in `meta`).
+//!
+//! Why nothing unsynced is lost: every reading updated all four resolutions
+//! when it was ingested, so an evicted 1 s bucket's readings are already
+//! inside its 1 m, 1 h and 1 d buckets (and an evicted 1 m bucket's inside
+//! 1 h and 1 d). 1 d buckets are never evicted, so every reading ever
+//! ingested stays counted in a bucket that is synced; eviction only loses
+//! *detail* the hub has not seen yet, never a total. A late reading for a
+//! bucket below a floor skips that resolution (counted in
+//! [`BatchResult::late_skipped`]) — re-creating a partial bucket with a new
+//! version would overwrite the complete one at the hub. If only 1 d rows
+//! are left and usage is still above the budget,
+//! [`Evictions::budget_exhausted`] is set; ingest goes on.
+//!
+//! # Sync
+//!
+//! [`Store::read_delta`] cuts `Delta` messages by encoded size from the
+//! version index; the `DeltaSource` impl serves the I/O-free
+//! `tributary_core::sync::NodeSync` directly. The hub's watermark is
+//! persisted with [`Store::set_hub_watermark`] (monotonic).
+//!
+//! # JSON
+//!
+//! Row types derive `serde::Serialize`; core fields go through [`json`]
+//! (documented there).
+
+pub mod actor;
+mod alerts;
+mod batch;
+mod budget;
+mod cache;
+pub mod dedup;
+pub mod json;
+pub(crate) mod migrations;
+mod outbox;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::TryRng;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use tributary_core::codec::v1::DetectorKind;
+use tributary_core::crdt::aggregate::Key;
+use tributary_core::hlc::{Hlc, HlcClock, HlcError};
+use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::summary::Summary;
+
+use cache::BucketCache;
+use dedup::ReplayWindow;
+
+/// How the store is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// `synchronous = FULL` (an ack survives power loss) or `NORMAL` (may
+    /// lose the last transactions on power loss, never corrupts).
+    pub synchronous_full: bool,
+    /// Disk budget for the database file in bytes; 0 means unlimited.
+    pub disk_budget_bytes: u64,
+    /// Keep raw readings (evicted first when over budget).
+    pub keep_raw: bool,
+    /// The configured node id; `None` uses (or creates) the stored one.
+    pub node_id: Option<NodeId>,
+    /// Aggregate rows kept in memory (0 disables the cache).
+    pub cache_keys: usize,
+}
+
+/// What a store operation failed with. Every variant has a stable
+/// [`reason`](StoreError::reason) for `tributary_store_errors_total` and
+/// logs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, full disk, corruption, locked…).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was written by a newer binary.
+    #[error(
+        "database newer than this binary: schema version {found}, this binary knows up to {known}"
+    )]
+    NewerSchema {
+        /// `user_version` in the file.
+        found: i64,
+        /// The newest version this binary has migrations for.
+        known: i64,
+    },
+    /// The configured node id is not the one the database belongs to.
+    #[error(
+        "node id mismatch: the database belongs to {stored}, the configuration says {configured}"
+    )]
+    NodeIdMismatch {
+        /// Id in the database.
+        stored: NodeId,
+        /// Id in the configuration.
+        configured: NodeId,
+    },
+    /// The OS RNG failed while generating the node id.
+    #[error("cannot generate a node id: {0}")]
+    Entropy(String),
+    /// A hub watermark above anything this node wrote.
+    #[error("hub watermark {watermark} is above the node's version_high {version_high}")]
+    WatermarkAhead {
+        /// The watermark offered.
+        watermark: u64,
+        /// The node's highest version.
+        version_high: u64,
+    },
+    /// A reading was NaN or infinite (ingest validates before; this is the
+    /// store's own guard).
+    #[error("reading is not a finite number")]
+    NonFinite,
+    /// A window summary failed `Summary::validate`.
+    #[error("invalid window: {0}")]
+    InvalidWindow(&'static str),
+    /// The hybrid clock cannot advance.
+    #[error("hybrid clock: {0}")]
+    Hlc(#[from] HlcError),
+    /// `resolve_alert` found no open alert.
+    #[error("no open alert for sensor {sensor} opened at {opened_at} ms")]
+    UnknownAlert {
+        /// The sensor.
+        sensor: SensorId,
+        /// The alert's `at`.
+        opened_at: u64,
+    },
+    /// `read_delta` was given fewer bytes than one entry needs.
+    #[error("max_bytes {max_bytes} cannot hold one delta entry ({needed} bytes)")]
+    DeltaLimitTooSmall {
+        /// The limit given.
+        max_bytes: usize,
+        /// The smallest delta's size.
+        needed: usize,
+    },
+    /// A stored value is outside what this binary writes.
+    #[error("corrupt store: {0}")]
+    Corrupt(&'static str),
+    /// Version numbers ran out (2^63 writes).
+    #[error("version counter exhausted")]
+    VersionOverflow,
+    /// The store actor could not reopen the database after a restart.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Stable metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::Sqlite(_) => "sqlite",
+            StoreError::Io { .. } => "io",
+            StoreError::NewerSchema { .. } => "database_newer",
+            StoreError::NodeIdMismatch { .. } => "node_id_mismatch",
+            StoreError::Entropy(_) => "entropy",
+            StoreError::WatermarkAhead { .. } => "watermark_ahead",
+            StoreError::NonFinite => "non_finite",
+            StoreError::InvalidWindow(_) => "invalid_window",
+            StoreError::Hlc(e) => e.reason(),
+            StoreError::UnknownAlert { .. } => "unknown_alert",
+            StoreError::DeltaLimitTooSmall { .. } => "delta_limit_too_small",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::VersionOverflow => "version_overflow",
+            StoreError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// Whether the connection itself is suspect (I/O error, corruption, a
+    /// full disk): the actor reopens the database after such an error.
+    pub fn is_fatal(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::SystemIoFailure
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::CannotOpen
+                    | C::ReadOnly
+            ),
+            StoreError::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What happened to one submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Stored now.
+    Applied {
+        /// Readings it stands for (a window counts its readings).
+        readings: u64,
+    },
+    /// Its (source, seq) was stored before (or fell below the window).
+    Duplicate,
+}
+
+/// Rows evicted to stay within the disk budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Evictions {
+    /// Raw readings.
+    pub raw: u64,
+    /// 1 s buckets.
+    pub bucket_1s: u64,
+    /// 1 m buckets.
+    pub bucket_1m: u64,
+    /// 1 h buckets.
+    pub bucket_1h: u64,
+    /// Only 1 d buckets are left and the database is still above budget.
+    pub budget_exhausted: bool,
+}
+
+impl Evictions {
+    /// `(metric label, rows)` per kind, for `tributary_store_evicted_total`.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("raw", self.raw),
+            ("bucket_1s", self.bucket_1s),
+            ("bucket_1m", self.bucket_1m),
+            ("bucket_1h", self.bucket_1h),
+        ]
+    }
+}
+
+/// The result of one [`Store::ingest`] transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BatchResult {
+    /// One per submission, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The node's highest version after the batch.
+    pub version_high: u64,
+    /// Bucket updates skipped because that fine bucket was already evicted.
+    pub late_skipped: u64,
+    /// Submissions treated as duplicates because their seq fell below the
+    /// dedup window.
+    pub below_window: u64,
+    /// Evictions the batch triggered.
+    pub evicted: Evictions,
+}
+
+/// A range of buckets of one sensor at one resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AggregateQuery {
+    /// The sensor.
+    #[serde(serialize_with = "json::sensor")]
+    pub sensor: SensorId,
+    /// The resolution.
+    #[serde(serialize_with = "json::resolution")]
+    pub resolution: Resolution,
+    /// Buckets starting at or after this time…
+    #[serde(serialize_with = "json::ts")]
+    pub from: Timestamp,
+    /// …and before this one.
+    #[serde(serialize_with = "json::ts")]
+    pub to: Timestamp,
+    /// At most this many rows (oldest first).
+    pub limit: usize,
+}
+
+/// One stored bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AggregateRow {
+    /// The sensor.
+    #[serde(serialize_with = "json::sensor")]
+    pub sensor: SensorId,
+    /// The resolution.
+    #[serde(serialize_with = "json::resolution")]
+    pub resolution: Resolution,
+    /// The bucket's start.
+    #[serde(serialize_with = "json::ts")]
+    pub bucket_start: Timestamp,
+    /// The row's current version (this node's CRDT version).
+    pub version: u64,
+    /// The readings in it.
+    #[serde(serialize_with = "json::summary")]
+    pub summary: Summary,
+}
+
+/// An alert to record (opened by the detectors).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct NewAlert {
+    /// The sensor.
+    #[serde(serialize_with = "json::sensor")]
+    pub sensor: SensorId,
+    /// Event time of the triggering reading.
+    #[serde(serialize_with = "json::ts")]
+    pub at: Timestamp,
+    /// The reading.
+    pub value: f64,
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+    /// Which detector.
+    #[serde(serialize_with = "json::detector")]
+    pub detector: DetectorKind,
+    /// The window the detector saw.
+    #[serde(serialize_with = "json::summary")]
+    pub window: Summary,
+}
+
+/// A stored alert.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StoredAlert {
+    /// Row id, monotonic.
+    pub id: i64,
+    /// The node's hybrid clock when it was recorded; strictly increasing.
+    #[serde(serialize_with = "json::hlc")]
+    pub hlc: Hlc,
+    /// The sensor.
+    #[serde(serialize_with = "json::sensor")]
+    pub sensor: SensorId,
+    /// Event time of the triggering reading.
+    #[serde(serialize_with = "json::ts")]
+    pub at: Timestamp,
+    /// The reading.
+    pub value: f64,
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+    /// Which detector.
+    #[serde(serialize_with = "json::detector")]
+    pub detector: DetectorKind,
+    /// The window the detector saw.
+    #[serde(serialize_with = "json::summary")]
+    pub window: Summary,
+    /// When it closed (event time), if it did.
+    #[serde(serialize_with = "json::opt_ts")]
+    pub resolved_at: Option<Timestamp>,
+    /// The most extreme reading while it was open, once closed.
+    pub peak: Option<f64>,
+}
+
+/// An alert closing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ResolvedAlert {
+    /// The sensor.
+    #[serde(serialize_with = "json::sensor")]
+    pub sensor: SensorId,
+    /// The `at` of the alert being closed.
+    #[serde(serialize_with = "json::ts")]
+    pub opened_at: Timestamp,
+    /// When it closed (event time).
+    #[serde(serialize_with = "json::ts")]
+    pub at: Timestamp,
+    /// The most extreme reading while open.
+    pub peak: f64,
+}
+
+/// Which alerts to list (newest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertQuery {
+    /// Only this sensor's.
+    #[serde(serialize_with = "json::opt_sensor")]
+    pub sensor: Option<SensorId>,
+    /// Only open ones.
+    pub open_only: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A summary of the store for `/api/v1/status` and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// This gateway's CRDT actor id.
+    #[serde(serialize_with = "json::node")]
+    pub node_id: NodeId,
+    /// Highest version written.
+    pub version_high: u64,
+    /// Highest version the hub acknowledged.
+    pub hub_watermark: u64,
+    /// Aggregate rows with a version above the watermark.
+    pub unsynced_entries: u64,
+    /// Bytes the database uses (see the module docs).
+    pub db_bytes: u64,
+    /// The configured budget (0: none).
+    pub budget_bytes: u64,
+    /// Raw readings kept.
+    pub raw_readings: u64,
+    /// Sensors with at least one bucket.
+    pub sensors: u64,
+    /// Alerts not resolved.
+    pub open_alerts: u64,
+}
+
+/// `meta` keys.
+mod meta {
+    pub(super) const NODE_ID: &str = "node_id";
+    pub(super) const VERSION_HIGH: &str = "version_high";
+    pub(super) const HUB_WATERMARK: &str = "hub_watermark";
+    pub(super) const HLC: &str = "hlc";
+    /// First surviving bucket index per evictable resolution (1s, 1m, 1h).
+    pub(super) const FLOORS: [&str; 3] = ["floor_1s", "floor_1m", "floor_1h"];
+}
+
+/// How long a statement waits for another connection's lock (backups,
+/// `sqlite3` on the Pi) before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on the maps keyed by network input (source names, sensors); past
+/// it a map is cleared, costing one reload per entry.
+const MAP_CAP: usize = 65_536;
+
+/// SQLite integers are i64; u64 ids, seqs and HLCs are stored bit for bit.
+fn to_sql(x: u64) -> i64 {
+    x as i64
+}
+
+fn from_sql(x: i64) -> u64 {
+    x as u64
+}
+
+fn resolution_of(i: i64) -> Result<Resolution, StoreError> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| Resolution::ALL.get(i).copied())
+        .ok_or(StoreError::Corrupt("resolution"))
+}
+
+/// Reads 7 summary columns starting at `at`.
+fn summary_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Summary> {
+    Ok(Summary {
+        count: from_sql(row.get(at)?),
+        sum: row.get(at + 1)?,
+        min: row.get(at + 2)?,
+        max: row.get(at + 3)?,
+        sum_sq: row.get(at + 4)?,
+        first_ts: Timestamp(from_sql(row.get(at + 5)?)),
+        last_ts: Timestamp(from_sql(row.get(at + 6)?)),
+    })
+}
+
+/// The SQLite store. Not `Sync`: one thread (the store actor) owns it.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    node: NodeId,
+    keep_raw: bool,
+    budget: u64,
+    version_high: u64,
+    hub_watermark: u64,
+    clock: HlcClock,
+    /// First surviving bucket index for 1s, 1m, 1h.
+    floors: [u64; 3],
+    cache: BucketCache,
+    /// Per resolution, the greatest stored (bucket, sensor), `Some(None)`
+    /// if none, `None` if not loaded: a key above it is known absent
+    /// without a SELECT. Never lower than the truth (eviction only lowers
+    /// the truth).
+    frontier: [Option<Option<(u64, u32)>>; 4],
+    /// Sensors known to be in the `sensor` table.
+    sensors: HashSet<SensorId>,
+    sources: HashMap<String, ReplayWindow>,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database.
+    pub fn open(opts: &StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(&opts.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Must precede the first table; a no-op on an existing file.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt("journal_mode WAL refused"));
+        }
+        let sync = if opts.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 8 MiB of page cache (default 2 MiB): the hot tail of the table,
+        // the version index and the raw table stay resident between batches.
+        conn.pragma_update(None, "cache_size", -8192)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        migrations::apply(&mut conn)?;
+
+        let node = Self::node_identity(&conn, opts.node_id)?;
+        let get = |k: &str| -> Result<u64, StoreError> {
+            let v: Option<i64> = conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                .optional()?;
+            Ok(v.map_or(0, from_sql))
+        };
+        let version_high = get(meta::VERSION_HIGH)?;
+        let hub_watermark = get(meta::HUB_WATERMARK)?;
+        // Ticking only needs the last value; max_forward matters for
+        // `observe`, which the store never calls.
+        let clock = HlcClock::resume(Hlc::from_u64(get(meta::HLC)?), 0);
+        let floors = [
+            get(meta::FLOORS[0])?,
+            get(meta::FLOORS[1])?,
+            get(meta::FLOORS[2])?,
+        ];
+        Ok(Store {
+            conn,
+            node,
+            keep_raw: opts.keep_raw,
+            budget: opts.disk_budget_bytes,
+            version_high,
+            hub_watermark,
+            clock,
+            floors,
+            cache: BucketCache::new(opts.cache_keys),
+            frontier: [None; 4],
+            sensors: HashSet::new(),
+            sources: HashMap::new(),
+        })
+    }
+
+    fn node_identity(conn: &Connection, configured: Option<NodeId>) -> Result<NodeId, StoreError> {
+        let stored: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::NODE_ID],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match (stored.map(|v| NodeId(from_sql(v))), configured) {
+            (Some(s), Some(c)) if s != c => Err(StoreError::NodeIdMismatch {
+                stored: s,
+                configured: c,
+            }),
+            (Some(s), _) => Ok(s),
+            (None, c) => {
+                let id = match c {
+                    Some(c) => c,
+                    None => random_node_id()?,
+                };
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                    params![meta::NODE_ID, to_sql(id.0)],
+                )?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// This gateway's CRDT actor id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// Highest version written.
+    pub fn version_high(&self) -> u64 {
+        self.version_high
+    }
+
+    /// Highest version the hub acknowledged.
+    pub fn hub_watermark(&self) -> u64 {
+        self.hub_watermark
+    }
+
+    /// Records the hub's contiguous watermark. Monotonic: a lower or equal
+    /// one (a late or repeated ack) is a no-op; one above
+    /// [`version_high`](Store::version_high) is an error (the hub claims
+    /// versions this node never wrote: wrong node or a restored backup).
+    pub fn set_hub_watermark(&mut self, w: u64) -> Result<(), StoreError> {
+        if w > self.version_high {
+            return Err(StoreError::WatermarkAhead {
+                watermark: w,
+                version_high: self.version_high,
+            });
+        }
+        if w <= self.hub_watermark {
+            return Ok(());
+        }
+        set_meta(&self.conn, meta::HUB_WATERMARK, w)?;
+        self.hub_watermark = w;
+        Ok(())
+    }
+
+    /// Buckets of one sensor at one resolution whose start lies in
+    /// `[from, to)`, oldest first, at most `limit`. The table is time-major
+    /// (see `store/migrations.rs`), so this walks every sensor's rows from `from`
+    /// on until `limit` rows of this sensor are found: cheap for 1 m and
+    /// coarser, proportional to the number of sensors for 1 s.
+    pub fn aggregates(&self, q: &AggregateQuery) -> Result<Vec<AggregateRow>, StoreError> {
+        let ms = q.resolution.millis();
+        let lo = q.from.as_millis().div_ceil(ms);
+        let hi = q.to.as_millis().div_ceil(ms);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bucket, version, count, sum, min, max, sum_sq, first_ts, last_ts
+             FROM aggregate WHERE sensor = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4
+             ORDER BY bucket LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                q.sensor.0,
+                q.resolution as u8,
+                to_sql(lo),
+                to_sql(hi),
+                i64::try_from(q.limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(AggregateRow {
+                    sensor: q.sensor,
+                    resolution: q.resolution,
+                    bucket_start: Timestamp(from_sql(r.get(0)?).saturating_mul(ms)),
+                    version: from_sql(r.get(1)?),
+                    summary: summary_at(r, 2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Bytes in use: `(page_count − freelist_count) × page_size`.
+    pub fn db_bytes(&self) -> Result<u64, StoreError> {
+        let q = |p: &str| -> Result<u64, StoreError> {
+            let v: i64 = self
+                .conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?;
+            Ok(from_sql(v.max(0)))
+        };
+        let pages = q("page_count")?.saturating_sub(q("freelist_count")?);
+        Ok(pages.saturating_mul(q("page_size")?))
+    }
+
+    /// Counts for the status page. `unsynced_entries` and the counts are
+    /// index scans, so callers poll it, not call it per batch.
+    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+        let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
+            let v: i64 = self.conn.query_row(sql, p, |r| r.get(0))?;
+            Ok(from_sql(v.max(0)))
+        };
+        // Raw rows are only ever deleted oldest-first and ids only grow, so
+        // the id span is the row count without a full scan.
+        let raw = count("SELECT coalesce(max(id) - min(id) + 1, 0) FROM raw", &[])?;
+        Ok(StoreStatus {
+            node_id: self.node,
+            version_high: self.version_high,
+            hub_watermark: self.hub_watermark,
+            unsynced_entries: self.unsynced_entries()?,
+            db_bytes: self.db_bytes()?,
+            budget_bytes: self.budget,
+            raw_readings: raw,
+            sensors: count("SELECT count(*) FROM sensor", &[])?,
+            open_alerts: count("SELECT count(*) FROM alert WHERE resolved_at IS NULL", &[])?,
+        })
+    }
+
+    /// Aggregate rows with a version above the hub's watermark.
+    pub fn unsynced_entries(&self) -> Result<u64, StoreError> {
+        let v: i64 = self.conn.query_row(
+            "SELECT count(*) FROM aggregate WHERE version > ?1",
+            [to_sql(self.hub_watermark)],
+            |r| r.get(0),
+        )?;
+        Ok(from_sql(v.max(0)))
+    }
+
+    /// Moves the WAL into the database file and truncates it (shutdown).
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Drops every in-memory copy of database state (after a rollback).
+    fn forget(&mut self) {
+        self.cache.clear();
+        self.frontier = [None; 4];
+        self.sensors.clear();
+        self.sources.clear();
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction; on error rolls back and
+    /// forgets the caches.
+    fn in_tx<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let res = f(self).and_then(|v| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(v)
+        });
+        if res.is_err() {
+            // Rolls back whatever is open; fails harmlessly if SQLite
+            // already rolled back on its own (e.g. SQLITE_FULL).
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.forget();
+        }
+        res
+    }
+}
+
+fn set_meta(conn: &Connection, key: &str, v: u64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, to_sql(v)])?;
+    Ok(())
+}
+
+fn random_node_id() -> Result<NodeId, StoreError> {
+    // Zero is reserved ("no node"); 2^-64 per draw, so a few tries suffice.
+    for _ in 0..8 {
+        let v = rand::rngs::SysRng
+            .try_next_u64()
+            .map_err(|e| StoreError::Entropy(e.to_string()))?;
+        if v != 0 {
+            return Ok(NodeId(v));
+        }
+    }
+    Err(StoreError::Entropy("OS RNG returned only zeros".into()))
+}
+
+/// The store's key for a bucket row.
+fn key_params(k: &Key) -> (u32, u8, i64) {
+    (k.sensor.0, k.resolution as u8, to_sql(k.bucket.0))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! The node's side of sync: deltas of aggregate rows above a version, read
+//! through the `aggregate_by_version` index. Every current row is its own
+//! outbox entry (its version is unique), so there is no separate outbox
+//! table to keep consistent.
+
+use rusqlite::params;
+use tributary_core::codec::v1::{self, Delta, Message};
+use tributary_core::crdt::aggregate::{Entry, Key};
+use tributary_core::ids::{Bucket, NodeId, SensorId};
+use tributary_core::sync::DeltaSource;
+
+use super::{Store, StoreError, from_sql, resolution_of, summary_at, to_sql};
+
+/// A `DeltaItem` encodes to at least 10 bytes (array header + 9 fields), so
+/// a delta of `max_bytes` holds at most `max_bytes / 10` entries: reading
+/// one more tells whether the rest is complete.
+const MIN_ITEM_BYTES: usize = 10;
+/// Rows read for one delta at most (bounds memory for huge `max_bytes`).
+const MAX_DELTA_ROWS: usize = 1 << 16;
+
+impl Store {
+    /// Up to `limit` rows with a version above `after`, ascending.
+    pub fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<(Key, Entry)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sensor, resolution, bucket, version, count, sum, min, max, sum_sq, first_ts,
+             last_ts FROM aggregate WHERE version > ?1 ORDER BY version LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![
+            to_sql(after),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let key = Key::new(
+                SensorId(r.get(0)?),
+                resolution_of(r.get(1)?)?,
+                Bucket(from_sql(r.get(2)?)),
+            );
+            let entry = Entry {
+                version: from_sql(r.get(3)?),
+                summary: summary_at(r, 4)?,
+            };
+            out.push((key, entry));
+        }
+        Ok(out)
+    }
+
+    /// A `Message::Delta` of the entries with a version above `after`,
+    /// ascending, as many as fit in `max_bytes` encoded
+    /// (`codec::v1::encoded_len`). `None` if `after >= version_high`. If
+    /// every entry above `after` was evicted, the delta is empty and covers
+    /// `(after, version_high]` (a pure watermark advance). Errors with
+    /// [`StoreError::DeltaLimitTooSmall`] if not even one entry fits.
+    ///
+    /// The delta's `to` is `version_high` when it carries every remaining
+    /// entry, else the version of its last entry: versions are unique, so a
+    /// prefix ending at `v` holds every current entry in `(after, v]`.
+    pub fn read_delta(&self, after: u64, max_bytes: usize) -> Result<Option<Message>, StoreError> {
+        if after >= self.version_high {
+            return Ok(None);
+        }
+        let limit = (max_bytes / MIN_ITEM_BYTES)
+            .saturating_add(1)
+            .min(MAX_DELTA_ROWS);
+        let entries = self.entries_after(after, limit)?;
+        let complete = entries.len() < limit;
+        let build = |n: usize| -> Message {
+            let prefix = entries.get(..n).unwrap_or(&entries);
+            let to = match prefix.last() {
+                Some(_) if n == entries.len() && complete => self.version_high,
+                Some((_, e)) => e.version,
+                None => self.version_high,
+            };
+            Message::Delta(Delta::from_entries(
+                self.node,
+                after,
+                to,
+                prefix.iter().copied(),
+            ))
+        };
+        let all = build(entries.len());
+        if entries.is_empty() || v1::encoded_len(&all) <= max_bytes {
+            return Ok(Some(all));
+        }
+        let one = build(1);
+        let needed = v1::encoded_len(&one);
+        if needed > max_bytes {
+            return Err(StoreError::DeltaLimitTooSmall { max_bytes, needed });
+        }
+        // Invariant: a prefix of `lo` entries fits, one of `hi` does not.
+        let (mut lo, mut hi) = (1, entries.len());
+        let mut best = one;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let m = build(mid);
+            if v1::encoded_len(&m) <= max_bytes {
+                lo = mid;
+                best = m;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(Some(best))
+    }
+}
+
+/// Lets `tributary_core::sync::NodeSync` read the store directly.
+///
+/// The trait is infallible: if SQLite fails, `entries_since` logs the error
+/// and returns no entries. Callers that can handle errors should prefer
+/// [`Store::read_delta`] / [`Store::entries_after`]; see the report for
+/// issue #6 (an empty answer below `version_high` must not be taken as
+/// "nothing left").
+impl DeltaSource for Store {
+    fn version_high(&self, node: NodeId) -> u64 {
+        if node == self.node {
+            self.version_high
+        } else {
+            0
+        }
+    }
+
+    fn entries_since(&self, node: NodeId, after: u64, max_entries: usize) -> Vec<(Key, Entry)> {
+        if node != self.node {
+            return Vec::new();
+        }
+        match self.entries_after(after, max_entries) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, after, "reading sync entries failed");
+                Vec::new()
+            }
+        }
+    }
+}
