@@ -64,9 +64,9 @@ impl Store {
 
     fn ingest_in_tx(&mut self, batch: &[Submission]) -> Result<Pending, StoreError> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Sorted in primary-key order (resolution, bucket, sensor): the
-        // writes below walk the table in order, and the frontier test in
-        // `lookup` holds for each next key.
+        // Sorted in key-index order (resolution, bucket, sensor): the writes
+        // below walk the index in order, and the frontier test in `lookup`
+        // holds for each next key.
         let mut deltas: BTreeMap<(u8, u64, u32), (Key, Summary)> = BTreeMap::new();
         let mut dirty_sources: HashSet<&str> = HashSet::new();
         let (mut late_skipped, mut below_window) = (0u64, 0u64);
@@ -330,7 +330,7 @@ impl Store {
     }
 }
 
-/// A key in the table's primary-key order.
+/// A key in the key index's order.
 fn pk(k: &Key) -> (u8, u64, u32) {
     (k.resolution as u8, k.bucket.0, k.sensor.0)
 }

@@ -68,7 +68,7 @@
 //! # Sync
 //!
 //! [`Store::read_delta`] cuts `Delta` messages by encoded size from the
-//! version index; the `DeltaSource` impl serves the I/O-free
+//! rows in version (= rowid) order; the `DeltaSource` impl serves the I/O-free
 //! `tributary_core::sync::NodeSync` directly. The hub's watermark is
 //! persisted with [`Store::set_hub_watermark`] (monotonic).
 //!
@@ -538,8 +538,8 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // 8 MiB of page cache (default 2 MiB): the hot tail of the table,
-        // the version index and the raw table stay resident between batches.
+        // 8 MiB of page cache (default 2 MiB): the table's tail, the hot
+        // part of the key index and the raw table's tail stay resident.
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
