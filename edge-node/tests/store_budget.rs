@@ -1,6 +1,7 @@
 //! The disk budget: eviction order, counts, floors, and that the day
 //! buckets keep every reading ever ingested.
 
+use tributary_core::codec::v1::Message;
 use tributary_core::ids::{Resolution, SensorId, Timestamp};
 use tributary_edge::reading::{Item, Origin, Sample, Submission};
 use tributary_edge::store::{AggregateQuery, Evictions, Store, StoreOptions};
@@ -112,6 +113,21 @@ fn a_small_budget_evicts_detail_but_day_totals_stay_exact() {
         assert_eq!((count, min, max), expect[k as usize]);
     }
 
+    // The outbox still walks cleanly to version_high: evicted versions are
+    // simply not there, and every delta is valid.
+    let mut after = 0;
+    let mut seen = 0;
+    while let Some(m) = s.read_delta(after, 16 * 1024).unwrap() {
+        let Message::Delta(d) = m else {
+            panic!("not a delta")
+        };
+        d.validate().unwrap();
+        assert!(d.to > after);
+        seen += d.len();
+        after = d.to;
+    }
+    assert_eq!(after, s.version_high());
+    assert_eq!(seen, s.entries_after(0, usize::MAX).unwrap().len());
     // A late reading for an evicted second skips that resolution only.
     let r = s
         .ingest(&[Submission {

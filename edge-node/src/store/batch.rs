@@ -64,9 +64,9 @@ impl Store {
 
     fn ingest_in_tx(&mut self, batch: &[Submission]) -> Result<Pending, StoreError> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Sorted in primary-key order (resolution, bucket, sensor): the
-        // writes below walk the table in order, and the frontier test in
-        // `lookup` holds for each next key.
+        // Sorted in key-index order (resolution, bucket, sensor): the writes
+        // below walk the index in order, and the frontier test in `lookup`
+        // holds for each next key.
         let mut deltas: BTreeMap<(u8, u64, u32), (Key, Summary)> = BTreeMap::new();
         let mut dirty_sources: HashSet<&str> = HashSet::new();
         let (mut late_skipped, mut below_window) = (0u64, 0u64);
@@ -163,7 +163,8 @@ impl Store {
 
         // Plan (cache, frontier, SELECTs for cold rows), then write.
         let mut version = self.version_high;
-        let mut writes: Vec<(Key, u64, Summary, bool)> = Vec::with_capacity(deltas.len());
+        // (key, new version, summary, old version if the row exists)
+        let mut writes: Vec<(Key, u64, Summary, Option<u64>)> = Vec::with_capacity(deltas.len());
         for (key, delta) in deltas.values() {
             version = version.checked_add(1).ok_or(StoreError::VersionOverflow)?;
             if !self.sensors.contains(&key.sensor) {
@@ -176,7 +177,9 @@ impl Store {
                 self.sensors.insert(key.sensor);
             }
             match self.lookup(key)? {
-                Some((_, old)) => writes.push((*key, version, old.combined(delta), true)),
+                Some((old_v, old)) => {
+                    writes.push((*key, version, old.combined(delta), Some(old_v)))
+                }
                 None => {
                     // Keys are distinct and ascending: this one is the new
                     // greatest of its resolution.
@@ -184,24 +187,26 @@ impl Store {
                         let here = (key.bucket.0, key.sensor.0);
                         *f = Some(Some(f.flatten().map_or(here, |h| h.max(here))));
                     }
-                    writes.push((*key, version, *delta, false));
+                    writes.push((*key, version, *delta, None));
                 }
             }
         }
         {
             let mut update = self.conn.prepare_cached(
+                // Moves the row to its new rowid (= version); the key
+                // columns re-check that the cached old version is this key's.
                 "UPDATE aggregate SET version = ?4, count = ?5, sum = ?6, min = ?7,
                  max = ?8, sum_sq = ?9, first_ts = ?10, last_ts = ?11
-                 WHERE resolution = ?2 AND bucket = ?3 AND sensor = ?1",
+                 WHERE version = ?12 AND sensor = ?1 AND resolution = ?2 AND bucket = ?3",
             )?;
             let mut insert = self.conn.prepare_cached(
                 "INSERT INTO aggregate (sensor, resolution, bucket, version, count,
                  sum, min, max, sum_sq, first_ts, last_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for (key, v, s, exists) in &writes {
+            for (key, v, s, old) in &writes {
                 let (sensor, res, bucket) = key_params(key);
-                let p = params![
+                let row = params![
                     sensor,
                     res,
                     bucket,
@@ -214,10 +219,19 @@ impl Store {
                     to_sql(s.first_ts.0),
                     to_sql(s.last_ts.0)
                 ];
-                if *exists {
-                    update.execute(p)?;
-                } else {
-                    insert.execute(p)?;
+                match old {
+                    Some(old) => {
+                        let mut p = row.to_vec();
+                        let old = to_sql(*old);
+                        p.push(&old);
+                        let n = update.execute(&*p)?;
+                        if n != 1 {
+                            return Err(StoreError::Corrupt("cached aggregate row missing"));
+                        }
+                    }
+                    None => {
+                        insert.execute(row)?;
+                    }
                 }
             }
         }
@@ -316,7 +330,7 @@ impl Store {
     }
 }
 
-/// A key in the table's primary-key order.
+/// A key in the key index's order.
 fn pk(k: &Key) -> (u8, u64, u32) {
     (k.resolution as u8, k.bucket.0, k.sensor.0)
 }

@@ -78,7 +78,7 @@ impl Store {
                 let rows = (o / BUCKET_ROW_BYTES).clamp(MIN_CHUNK, MAX_CHUNK);
                 // The bucket index at the `rows`-th oldest row (or the
                 // newest, if fewer): everything up to it goes, for every
-                // sensor, so the floor is exact. Both are primary-key walks.
+                // sensor, so the floor is exact. Both walk the key index.
                 let nth: Option<i64> = self
                     .conn
                     .prepare_cached(

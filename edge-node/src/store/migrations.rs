@@ -18,13 +18,16 @@ use super::StoreError;
 /// - `sensor`: every sensor with at least one bucket (eviction walks it;
 ///   the status page counts it).
 /// - `aggregate`: one row per (resolution, bucket, sensor) with its current
-///   version and summary. Time-major on purpose: a batch's new 1 s buckets
-///   and its updated 1 m/1 h/1 d buckets are each one contiguous run of
-///   pages, so a commit writes a few pages to the WAL instead of one per
-///   sensor (sensor-major was 15× slower at 100 sensors), and eviction
+///   version and summary. The version is the rowid: every write of a row
+///   moves it to the end of the table (SQLite's cheap append path), and the
+///   outbox (`read_delta`) is a rowid range scan. The key index is
+///   time-major on purpose: a batch's new 1 s buckets and its updated
+///   1 m/1 h/1 d buckets are each one contiguous run of index pages, so a
+///   commit writes a few pages to the WAL instead of one per sensor
+///   (sensor-major was several times slower at 100 sensors), and eviction
 ///   oldest-first is a key-range delete. The price: a per-sensor range query
-///   scans every sensor's rows in that time range (see `Store::aggregates`).
-///   The version index serves the outbox (`read_delta`).
+///   walks every sensor's entries in that time range (see
+///   `Store::aggregates`).
 /// - `raw`: raw readings in arrival order (`id`), evicted first.
 /// - `alert`: alerts with their HLC; `AUTOINCREMENT` keeps ids monotonic
 ///   even if rows are ever deleted.
@@ -45,22 +48,19 @@ CREATE TABLE sensor (
 );
 
 CREATE TABLE aggregate (
-    sensor     INTEGER NOT NULL,
+    version    INTEGER PRIMARY KEY,
     resolution INTEGER NOT NULL,
     bucket     INTEGER NOT NULL,
-    version    INTEGER NOT NULL,
+    sensor     INTEGER NOT NULL,
     count      INTEGER NOT NULL,
     sum        REAL NOT NULL,
     min        REAL NOT NULL,
     max        REAL NOT NULL,
     sum_sq     REAL NOT NULL,
     first_ts   INTEGER NOT NULL,
-    last_ts    INTEGER NOT NULL,
-    PRIMARY KEY (resolution, bucket, sensor)
-) WITHOUT ROWID;
--- Versions are unique by construction (one per changed key per batch);
--- a UNIQUE index would cost an extra seek per write to re-check it.
-CREATE INDEX aggregate_by_version ON aggregate (version);
+    last_ts    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX aggregate_by_key ON aggregate (resolution, bucket, sensor);
 
 CREATE TABLE raw (
     id     INTEGER PRIMARY KEY,

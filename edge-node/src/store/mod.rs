@@ -68,7 +68,7 @@
 //! # Sync
 //!
 //! [`Store::read_delta`] cuts `Delta` messages by encoded size from the
-//! version index; the `DeltaSource` impl serves the I/O-free
+//! rows in version (= rowid) order; the `DeltaSource` impl serves the I/O-free
 //! `tributary_core::sync::NodeSync` directly. The hub's watermark is
 //! persisted with [`Store::set_hub_watermark`] (monotonic).
 //!
@@ -83,9 +83,11 @@ mod batch;
 mod budget;
 mod cache;
 pub mod dedup;
+mod error;
 pub mod json;
 pub(crate) mod migrations;
 mod outbox;
+mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -93,15 +95,18 @@ use std::time::Duration;
 
 use rand::TryRng;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::Serialize;
-use tributary_core::codec::v1::DetectorKind;
 use tributary_core::crdt::aggregate::Key;
-use tributary_core::hlc::{Hlc, HlcClock, HlcError};
+use tributary_core::hlc::{Hlc, HlcClock};
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 
 use cache::BucketCache;
 use dedup::ReplayWindow;
+pub use error::StoreError;
+pub use rows::{
+    AggregateQuery, AggregateRow, AlertQuery, BatchResult, Evictions, NewAlert, Outcome,
+    ResolvedAlert, StoreStatus, StoredAlert,
+};
 
 /// How the store is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,328 +124,6 @@ pub struct StoreOptions {
     pub node_id: Option<NodeId>,
     /// Aggregate rows kept in memory (0 disables the cache).
     pub cache_keys: usize,
-}
-
-/// What a store operation failed with. Every variant has a stable
-/// [`reason`](StoreError::reason) for `tributary_store_errors_total` and
-/// logs.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed (I/O, full disk, corruption, locked…).
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The data directory could not be created.
-    #[error("cannot create directory {path}: {source}")]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file was written by a newer binary.
-    #[error(
-        "database newer than this binary: schema version {found}, this binary knows up to {known}"
-    )]
-    NewerSchema {
-        /// `user_version` in the file.
-        found: i64,
-        /// The newest version this binary has migrations for.
-        known: i64,
-    },
-    /// The configured node id is not the one the database belongs to.
-    #[error(
-        "node id mismatch: the database belongs to {stored}, the configuration says {configured}"
-    )]
-    NodeIdMismatch {
-        /// Id in the database.
-        stored: NodeId,
-        /// Id in the configuration.
-        configured: NodeId,
-    },
-    /// The OS RNG failed while generating the node id.
-    #[error("cannot generate a node id: {0}")]
-    Entropy(String),
-    /// A hub watermark above anything this node wrote.
-    #[error("hub watermark {watermark} is above the node's version_high {version_high}")]
-    WatermarkAhead {
-        /// The watermark offered.
-        watermark: u64,
-        /// The node's highest version.
-        version_high: u64,
-    },
-    /// A reading was NaN or infinite (ingest validates before; this is the
-    /// store's own guard).
-    #[error("reading is not a finite number")]
-    NonFinite,
-    /// A window summary failed `Summary::validate`.
-    #[error("invalid window: {0}")]
-    InvalidWindow(&'static str),
-    /// The hybrid clock cannot advance.
-    #[error("hybrid clock: {0}")]
-    Hlc(#[from] HlcError),
-    /// `resolve_alert` found no open alert.
-    #[error("no open alert for sensor {sensor} opened at {opened_at} ms")]
-    UnknownAlert {
-        /// The sensor.
-        sensor: SensorId,
-        /// The alert's `at`.
-        opened_at: u64,
-    },
-    /// `read_delta` was given fewer bytes than one entry needs.
-    #[error("max_bytes {max_bytes} cannot hold one delta entry ({needed} bytes)")]
-    DeltaLimitTooSmall {
-        /// The limit given.
-        max_bytes: usize,
-        /// The smallest delta's size.
-        needed: usize,
-    },
-    /// A stored value is outside what this binary writes.
-    #[error("corrupt store: {0}")]
-    Corrupt(&'static str),
-    /// Version numbers ran out (2^63 writes).
-    #[error("version counter exhausted")]
-    VersionOverflow,
-    /// The store actor could not reopen the database after a restart.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl StoreError {
-    /// Stable metric label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            StoreError::Sqlite(_) => "sqlite",
-            StoreError::Io { .. } => "io",
-            StoreError::NewerSchema { .. } => "database_newer",
-            StoreError::NodeIdMismatch { .. } => "node_id_mismatch",
-            StoreError::Entropy(_) => "entropy",
-            StoreError::WatermarkAhead { .. } => "watermark_ahead",
-            StoreError::NonFinite => "non_finite",
-            StoreError::InvalidWindow(_) => "invalid_window",
-            StoreError::Hlc(e) => e.reason(),
-            StoreError::UnknownAlert { .. } => "unknown_alert",
-            StoreError::DeltaLimitTooSmall { .. } => "delta_limit_too_small",
-            StoreError::Corrupt(_) => "corrupt",
-            StoreError::VersionOverflow => "version_overflow",
-            StoreError::Unavailable(_) => "unavailable",
-        }
-    }
-
-    /// Whether the connection itself is suspect (I/O error, corruption, a
-    /// full disk): the actor reopens the database after such an error.
-    pub fn is_fatal(&self) -> bool {
-        use rusqlite::ErrorCode as C;
-        match self {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                C::SystemIoFailure
-                    | C::DatabaseCorrupt
-                    | C::NotADatabase
-                    | C::CannotOpen
-                    | C::ReadOnly
-            ),
-            StoreError::Corrupt(_) => true,
-            _ => false,
-        }
-    }
-}
-
-/// What happened to one submission.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Stored now.
-    Applied {
-        /// Readings it stands for (a window counts its readings).
-        readings: u64,
-    },
-    /// Its (source, seq) was stored before (or fell below the window).
-    Duplicate,
-}
-
-/// Rows evicted to stay within the disk budget.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Evictions {
-    /// Raw readings.
-    pub raw: u64,
-    /// 1 s buckets.
-    pub bucket_1s: u64,
-    /// 1 m buckets.
-    pub bucket_1m: u64,
-    /// 1 h buckets.
-    pub bucket_1h: u64,
-    /// Only 1 d buckets are left and the database is still above budget.
-    pub budget_exhausted: bool,
-}
-
-impl Evictions {
-    /// `(metric label, rows)` per kind, for `tributary_store_evicted_total`.
-    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
-        [
-            ("raw", self.raw),
-            ("bucket_1s", self.bucket_1s),
-            ("bucket_1m", self.bucket_1m),
-            ("bucket_1h", self.bucket_1h),
-        ]
-    }
-}
-
-/// The result of one [`Store::ingest`] transaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BatchResult {
-    /// One per submission, in order.
-    pub outcomes: Vec<Outcome>,
-    /// The node's highest version after the batch.
-    pub version_high: u64,
-    /// Bucket updates skipped because that fine bucket was already evicted.
-    pub late_skipped: u64,
-    /// Submissions treated as duplicates because their seq fell below the
-    /// dedup window.
-    pub below_window: u64,
-    /// Evictions the batch triggered.
-    pub evicted: Evictions,
-}
-
-/// A range of buckets of one sensor at one resolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct AggregateQuery {
-    /// The sensor.
-    #[serde(serialize_with = "json::sensor")]
-    pub sensor: SensorId,
-    /// The resolution.
-    #[serde(serialize_with = "json::resolution")]
-    pub resolution: Resolution,
-    /// Buckets starting at or after this time…
-    #[serde(serialize_with = "json::ts")]
-    pub from: Timestamp,
-    /// …and before this one.
-    #[serde(serialize_with = "json::ts")]
-    pub to: Timestamp,
-    /// At most this many rows (oldest first).
-    pub limit: usize,
-}
-
-/// One stored bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct AggregateRow {
-    /// The sensor.
-    #[serde(serialize_with = "json::sensor")]
-    pub sensor: SensorId,
-    /// The resolution.
-    #[serde(serialize_with = "json::resolution")]
-    pub resolution: Resolution,
-    /// The bucket's start.
-    #[serde(serialize_with = "json::ts")]
-    pub bucket_start: Timestamp,
-    /// The row's current version (this node's CRDT version).
-    pub version: u64,
-    /// The readings in it.
-    #[serde(serialize_with = "json::summary")]
-    pub summary: Summary,
-}
-
-/// An alert to record (opened by the detectors).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct NewAlert {
-    /// The sensor.
-    #[serde(serialize_with = "json::sensor")]
-    pub sensor: SensorId,
-    /// Event time of the triggering reading.
-    #[serde(serialize_with = "json::ts")]
-    pub at: Timestamp,
-    /// The reading.
-    pub value: f64,
-    /// Anomaly score in [0, 1].
-    pub score: f64,
-    /// Which detector.
-    #[serde(serialize_with = "json::detector")]
-    pub detector: DetectorKind,
-    /// The window the detector saw.
-    #[serde(serialize_with = "json::summary")]
-    pub window: Summary,
-}
-
-/// A stored alert.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct StoredAlert {
-    /// Row id, monotonic.
-    pub id: i64,
-    /// The node's hybrid clock when it was recorded; strictly increasing.
-    #[serde(serialize_with = "json::hlc")]
-    pub hlc: Hlc,
-    /// The sensor.
-    #[serde(serialize_with = "json::sensor")]
-    pub sensor: SensorId,
-    /// Event time of the triggering reading.
-    #[serde(serialize_with = "json::ts")]
-    pub at: Timestamp,
-    /// The reading.
-    pub value: f64,
-    /// Anomaly score in [0, 1].
-    pub score: f64,
-    /// Which detector.
-    #[serde(serialize_with = "json::detector")]
-    pub detector: DetectorKind,
-    /// The window the detector saw.
-    #[serde(serialize_with = "json::summary")]
-    pub window: Summary,
-    /// When it closed (event time), if it did.
-    #[serde(serialize_with = "json::opt_ts")]
-    pub resolved_at: Option<Timestamp>,
-    /// The most extreme reading while it was open, once closed.
-    pub peak: Option<f64>,
-}
-
-/// An alert closing.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct ResolvedAlert {
-    /// The sensor.
-    #[serde(serialize_with = "json::sensor")]
-    pub sensor: SensorId,
-    /// The `at` of the alert being closed.
-    #[serde(serialize_with = "json::ts")]
-    pub opened_at: Timestamp,
-    /// When it closed (event time).
-    #[serde(serialize_with = "json::ts")]
-    pub at: Timestamp,
-    /// The most extreme reading while open.
-    pub peak: f64,
-}
-
-/// Which alerts to list (newest first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct AlertQuery {
-    /// Only this sensor's.
-    #[serde(serialize_with = "json::opt_sensor")]
-    pub sensor: Option<SensorId>,
-    /// Only open ones.
-    pub open_only: bool,
-    /// At most this many.
-    pub limit: usize,
-}
-
-/// A summary of the store for `/api/v1/status` and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct StoreStatus {
-    /// This gateway's CRDT actor id.
-    #[serde(serialize_with = "json::node")]
-    pub node_id: NodeId,
-    /// Highest version written.
-    pub version_high: u64,
-    /// Highest version the hub acknowledged.
-    pub hub_watermark: u64,
-    /// Aggregate rows with a version above the watermark.
-    pub unsynced_entries: u64,
-    /// Bytes the database uses (see the module docs).
-    pub db_bytes: u64,
-    /// The configured budget (0: none).
-    pub budget_bytes: u64,
-    /// Raw readings kept.
-    pub raw_readings: u64,
-    /// Sensors with at least one bucket.
-    pub sensors: u64,
-    /// Alerts not resolved.
-    pub open_alerts: u64,
 }
 
 /// `meta` keys.
@@ -538,8 +221,8 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // 8 MiB of page cache (default 2 MiB): the hot tail of the table,
-        // the version index and the raw table stay resident between batches.
+        // 8 MiB of page cache (default 2 MiB): the table's tail, the hot
+        // part of the key index and the raw table's tail stay resident.
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;

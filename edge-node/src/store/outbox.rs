@@ -1,5 +1,5 @@
-//! The node's side of sync: deltas of aggregate rows above a version, read
-//! through the `aggregate_by_version` index. Every current row is its own
+//! The node's side of sync: deltas of aggregate rows above a version, a
+//! rowid range scan (the version is the rowid). Every current row is its own
 //! outbox entry (its version is unique), so there is no separate outbox
 //! table to keep consistent.
 
