@@ -11,9 +11,18 @@
 //!   versioned buckets, version index, all in one transaction per batch.
 //! - `edge_ingest_store_no_raw` (informational): the same with
 //!   `keep_raw = false`.
+//! - `edge_ingest_store_10hz`: the same number of readings from 100 sensors
+//!   at 10 Hz (a 1 s bucket then holds ten readings instead of one), against
+//!   the baseline on that data.
+//! - `edge_ingest_http`: the 1 Hz readings through `POST /api/v1/readings`
+//!   of a whole gateway started in-process (JSON, 1000 readings per
+//!   request, 4 clients), durability on.
+//! - `edge_rss_1000x10hz`: peak resident memory of the real binary with its
+//!   simulator at 1,000 sensors × 10 Hz for `BENCH_RSS_SECONDS` (20), with
+//!   the idle binary as the baseline; also the readings/s it stored.
 //!
-//! Readings are deterministic (100 sensors at 1 Hz); the databases are temp
-//! files on disk. A throughput number, not a test: nothing asserts on it.
+//! Readings are deterministic; the databases are temp files on disk.
+//! Throughput numbers, not tests: nothing asserts on them.
 
 use std::time::Instant;
 
@@ -29,15 +38,24 @@ const BATCH: usize = 1_000;
 const PER_SUBMISSION: usize = 100;
 const START_MS: u64 = 1_700_000_000_000;
 
+mod gateway;
+
 fn readings() -> Vec<Sample> {
+    readings_at(1)
+}
+
+/// `READINGS` readings of `SENSORS` sensors sampled at `hz`.
+fn readings_at(hz: u64) -> Vec<Sample> {
     (0..READINGS)
         .map(|i| {
-            let (t, k) = (i / SENSORS, i % SENSORS);
+            let (tick, k) = (i / SENSORS, i % SENSORS);
+            let t = tick * 1_000 / hz / 1_000; // whole seconds, for the wave
+            let ms = tick * 1_000 / hz;
             // A slow wave per sensor plus deterministic jitter.
             let jitter = ((i.wrapping_mul(2_654_435_761)) % 1_000) as f64 / 1_000.0;
             Sample {
                 sensor: SensorId(k as u32),
-                ts: Timestamp(START_MS + t * 1_000),
+                ts: Timestamp(START_MS + ms),
                 value: 20.0 + (t as f64 / 60.0 + k as f64).sin() * 5.0 + jitter,
             }
         })
@@ -135,6 +153,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "baseline": "edge_ingest_raw_sqlite", "baseline_value": base.round(),
             "ratio": (value / base * 1000.0).round() / 1000.0,
         })
+    );
+    let emit = |name: &str, unit: &str, value: f64, baseline: &str, base: f64| {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": name, "unit": unit, "value": (value * 10.0).round() / 10.0,
+                "baseline": baseline, "baseline_value": (base * 10.0).round() / 10.0,
+                "ratio": (value / base * 1000.0).round() / 1000.0,
+            })
+        );
+    };
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let data10: Vec<Sample> = if quick {
+        readings_at(10).into_iter().take(2 * BATCH).collect()
+    } else {
+        readings_at(10)
+    };
+    let dir10 = tempfile::tempdir_in(dir.path())?;
+    let base10 = raw_sqlite(dir10.path(), &data10)?;
+    let v10 = store(dir10.path(), &data10, true)?;
+    emit(
+        "edge_ingest_store_10hz",
+        "readings/s",
+        v10.round(),
+        "edge_ingest_raw_sqlite_10hz",
+        base10.round(),
+    );
+    let http = gateway::http_ingest(dir.path(), &data, BATCH, 4)?;
+    emit(
+        "edge_ingest_http",
+        "readings/s",
+        http.round(),
+        "edge_ingest_raw_sqlite",
+        base.round(),
+    );
+    let seconds = if quick {
+        2
+    } else {
+        std::env::var("BENCH_RSS_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20)
+    };
+    let mem = gateway::memory(dir.path(), 1000, 10.0, seconds)?;
+    emit(
+        "edge_rss_1000x10hz",
+        "MiB",
+        mem.peak_mib,
+        "edge_rss_idle",
+        mem.idle_mib,
+    );
+    println!(
+        "{}",
+        serde_json::json!({"name": "edge_rss_run_ingest", "unit": "readings/s",
+            "value": mem.ingested_per_s.round(), "offered": 10_000})
     );
     // Informational: the same without raw rows (buckets only).
     let no_raw = store(dir.path(), &data, false)?;

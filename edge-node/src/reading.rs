@@ -6,7 +6,7 @@
 //! the same reasons (and the same metric labels).
 
 use serde::Deserialize;
-use tributary_core::ids::{Resolution, SensorId, Timestamp};
+use tributary_core::ids::{Bucket, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 
 /// One sensor reading.
@@ -213,6 +213,13 @@ impl Submission {
                         .validate()
                         .map_err(|r| fail(RejectReason::InvalidWindow(r)))?;
                     check_time(summary.last_ts, horizon).map_err(fail)?;
+                    // A window lands in the buckets that contain all of it;
+                    // one that crosses midnight (UTC) fits none, not even a
+                    // day bucket, and would be stored nowhere.
+                    let day = |t| Bucket::containing(t, Resolution::Day);
+                    if day(summary.first_ts) != day(summary.last_ts) {
+                        return Err(fail(RejectReason::InvalidWindow("spans_days")));
+                    }
                 }
             }
         }
@@ -561,5 +568,15 @@ mod tests {
         ));
         let ok = Summary::of(NOW, 2.0).unwrap();
         assert!(w(ok).validate(&limits()).is_ok());
+        let day = Resolution::Day.millis();
+        let midnight = NOW.as_millis() / day * day;
+        let mut across = Summary::of(Timestamp::from_millis(midnight - 1), 1.0).unwrap();
+        across
+            .record(Timestamp::from_millis(midnight), 2.0)
+            .unwrap();
+        assert_eq!(
+            w(across).validate(&limits()).unwrap_err().reason,
+            RejectReason::InvalidWindow("spans_days")
+        );
     }
 }

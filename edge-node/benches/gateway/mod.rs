@@ -51,7 +51,9 @@ pub fn http_ingest(
         });
     });
     http_client::wait_for(Duration::from_secs(20), || {
-        http_client::get(addr, "/readyz").ok().filter(|r| r.status == 200)
+        http_client::get(addr, "/readyz")
+            .ok()
+            .filter(|r| r.status == 200)
     })
     .ok_or("gateway not ready")?;
 
@@ -91,8 +93,14 @@ pub fn http_ingest(
 fn post_all<'a>(addr: SocketAddr, bodies: impl Iterator<Item = &'a Vec<u8>>) -> Result<(), String> {
     for body in bodies {
         loop {
-            let r = http_client::request(addr, "POST", "/api/v1/readings", Some("application/json"), body)
-                .map_err(|e| e.to_string())?;
+            let r = http_client::request(
+                addr,
+                "POST",
+                "/api/v1/readings",
+                Some("application/json"),
+                body,
+            )
+            .map_err(|e| e.to_string())?;
             match r.status {
                 200 => break,
                 503 => std::thread::sleep(Duration::from_millis(5)),
@@ -145,7 +153,9 @@ fn run_binary(
         dir.join(name).display()
     );
     if let Some((sensors, rate_hz)) = simulator {
-        text.push_str(&format!("[sources.simulator]\nsensors = {sensors}\nrate_hz = {rate_hz}\n"));
+        text.push_str(&format!(
+            "[sources.simulator]\nsensors = {sensors}\nrate_hz = {rate_hz}\n"
+        ));
     }
     std::fs::write(&config, text)?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-edge"))
@@ -155,7 +165,9 @@ fn run_binary(
         .stdout(Stdio::null())
         .spawn()?;
     let ready = http_client::wait_for(Duration::from_secs(20), || {
-        http_client::get(addr, "/readyz").ok().filter(|r| r.status == 200)
+        http_client::get(addr, "/readyz")
+            .ok()
+            .filter(|r| r.status == 200)
     });
     if ready.is_none() {
         let _ = child.kill();
@@ -182,5 +194,8 @@ fn run_binary(
 
 fn nix_term(pid: u32) {
     // SIGTERM: the orderly stop; the run's numbers are already read.
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
