@@ -32,9 +32,9 @@ pub struct Metrics {
     /// (`tributary_submissions_duplicate_total`), by source.
     pub submissions_duplicate: Family<Label1, Counter>,
     /// Submissions refused for load or shutdown, by source and reason
-    /// (`tributary_ingest_refused_total`: `busy`, `mailbox_full`,
-    /// `shutting_down`, `store_error`). The sender keeps the data and
-    /// retries.
+    /// (`tributary_ingest_refused_total`: `busy`, `shutting_down`,
+    /// `store_error` counted by ingest; `mailbox_closed`, `mailbox_timeout`
+    /// counted by the sources). The sender keeps the data and retries.
     pub ingest_refused: Family<Label2, Counter>,
     /// Readings accepted by ingest but not yet committed
     /// (`tributary_ingest_pending_readings`).
