@@ -43,6 +43,7 @@
 //! ```
 
 mod hub;
+pub mod link;
 mod node;
 
 pub use hub::{HubConfig, HubSync};
