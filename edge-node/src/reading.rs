@@ -322,6 +322,15 @@ fn batch_origin(source: Option<String>, seq: Option<u64>) -> Result<Option<Origi
     }
 }
 
+/// One reading of a body; a missing timestamp is the receive time `now`.
+fn reading_item(sensor: u32, value: f64, ts: Option<u64>, now: Timestamp) -> Item {
+    Item::Reading(Sample {
+        sensor: SensorId(sensor),
+        ts: ts.map_or(now, Timestamp::from_millis),
+        value,
+    })
+}
+
 /// Parses a JSON body. `now` fills in missing timestamps.
 pub fn parse_json(body: &[u8], now: Timestamp) -> Result<Submission, BodyError> {
     let parsed: JsonBody = serde_json::from_slice(body).map_err(|e| BodyError {
@@ -335,13 +344,7 @@ pub fn parse_json(body: &[u8], now: Timestamp) -> Result<Submission, BodyError> 
     };
     let items = readings
         .into_iter()
-        .map(|r| {
-            Item::Reading(Sample {
-                sensor: SensorId(r.sensor),
-                ts: r.ts.map_or(now, Timestamp::from_millis),
-                value: r.value,
-            })
-        })
+        .map(|r| reading_item(r.sensor, r.value, r.ts, now))
         .collect();
     Ok(Submission { origin, items })
 }
@@ -356,13 +359,7 @@ pub fn parse_cbor(body: &[u8], now: Timestamp) -> Result<Submission, BodyError> 
     let items = b
         .readings
         .into_iter()
-        .map(|r| {
-            Item::Reading(Sample {
-                sensor: SensorId(r.sensor),
-                ts: r.ts.map_or(now, Timestamp::from_millis),
-                value: r.value,
-            })
-        })
+        .map(|r| reading_item(r.sensor, r.value, r.ts, now))
         .collect();
     Ok(Submission { origin, items })
 }

@@ -202,13 +202,8 @@ pub fn is_stopped(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
-/// The wall clock as a [`Timestamp`](tributary_core::ids::Timestamp).
-pub fn wall_now() -> tributary_core::ids::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    tributary_core::ids::Timestamp::from_millis(ms)
-}
+/// The wall clock (one definition for the whole gateway).
+pub use crate::ingest::wall_clock as wall_now;
 
 /// Serde helpers for durations written with units (`"250ms"`, `"30s"`).
 pub mod duration_str {
