@@ -396,13 +396,13 @@ fn read_delta_respects_max_bytes_and_agrees_with_entries_since() {
     fill(&mut s, 3, 400);
     let high = s.version_high();
     let node = s.node_id();
-    let all = s.entries_since(node, 0, usize::MAX);
+    let all = s.entries_since(node, 0, usize::MAX).unwrap();
     assert!(all.windows(2).all(|w| w[0].1.version < w[1].1.version));
     assert_eq!(all.last().map(|e| e.1.version), Some(high));
     assert_eq!(DeltaSource::version_high(&s, node), high);
     assert_eq!(DeltaSource::version_high(&s, NodeId(node.0 ^ 1)), 0);
     assert_eq!(
-        s.entries_since(node, 10, 5),
+        s.entries_since(node, 10, 5).unwrap(),
         all[..]
             .iter()
             .filter(|e| e.1.version > 10)

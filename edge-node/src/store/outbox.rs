@@ -7,7 +7,7 @@ use rusqlite::params;
 use tributary_core::codec::v1::{self, Delta, Message};
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::{Bucket, NodeId, SensorId};
-use tributary_core::sync::DeltaSource;
+use tributary_core::sync::{DeltaSource, SourceUnavailable};
 
 use super::{Store, StoreError, from_sql, resolution_of, summary_at, to_sql};
 
@@ -106,11 +106,9 @@ impl Store {
 
 /// Lets `tributary_core::sync::NodeSync` read the store directly.
 ///
-/// The trait is infallible: if SQLite fails, `entries_since` logs the error
-/// and returns no entries. Callers that can handle errors should prefer
-/// [`Store::read_delta`] / [`Store::entries_after`]; see the report for
-/// issue #6 (an empty answer below `version_high` must not be taken as
-/// "nothing left").
+/// An SQLite failure is logged here and answered with
+/// [`SourceUnavailable`]: the node then sends nothing for that batch and
+/// retries, instead of taking an empty answer as "nothing left".
 impl DeltaSource for Store {
     fn version_high(&self, node: NodeId) -> u64 {
         if node == self.node {
@@ -120,16 +118,18 @@ impl DeltaSource for Store {
         }
     }
 
-    fn entries_since(&self, node: NodeId, after: u64, max_entries: usize) -> Vec<(Key, Entry)> {
+    fn entries_since(
+        &self,
+        node: NodeId,
+        after: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(Key, Entry)>, SourceUnavailable> {
         if node != self.node {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        match self.entries_after(after, max_entries) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, after, "reading sync entries failed");
-                Vec::new()
-            }
-        }
+        self.entries_after(after, max_entries).map_err(|e| {
+            tracing::error!(error = %e, after, "reading sync entries failed");
+            SourceUnavailable
+        })
     }
 }

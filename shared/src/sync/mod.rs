@@ -67,18 +67,40 @@ pub trait DeltaSource {
     /// above `after`, sorted by ascending version. Versions are unique per
     /// node, so a prefix of this list ending at version `v` holds *every*
     /// entry in `(after, v]`.
-    fn entries_since(&self, node: NodeId, after: u64, max_entries: usize) -> Vec<(Key, Entry)>;
+    ///
+    /// Fallible because an empty answer is meaningful: "nothing left up to
+    /// `version_high`" lets the node send a delta that moves the hub's
+    /// watermark to it. A source that could not be read (a database error)
+    /// must say so rather than answer empty, or the hub would skip entries
+    /// it never got.
+    fn entries_since(
+        &self,
+        node: NodeId,
+        after: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(Key, Entry)>, SourceUnavailable>;
 }
+
+/// The [`DeltaSource`] could not be read just now. The node sends nothing
+/// for the affected batch and tries again on its next tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the delta source could not be read")]
+pub struct SourceUnavailable;
 
 impl DeltaSource for AggregateState {
     fn version_high(&self, node: NodeId) -> u64 {
         self.version_of(node)
     }
 
-    fn entries_since(&self, node: NodeId, after: u64, max_entries: usize) -> Vec<(Key, Entry)> {
+    fn entries_since(
+        &self,
+        node: NodeId,
+        after: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(Key, Entry)>, SourceUnavailable> {
         let mut out = self.node_entries_since(node, after);
         out.truncate(max_entries);
-        out
+        Ok(out)
     }
 }
 

@@ -174,15 +174,19 @@ impl NodeSync {
                 let mut out = Vec::new();
                 for b in self.in_flight.iter_mut() {
                     if now_ms.saturating_sub(b.sent_ms) >= timeout {
-                        b.sent_ms = now_ms;
                         // Rebuilt from the source rather than stored: what is
                         // in (from, to] now is a subset of what was (entries
                         // only get superseded by higher versions), so it still
                         // fits, and covers every current entry of the range.
-                        let entries = src
-                            .entries_since(self.node, b.from, self.cfg.max_batch_entries.max(1))
-                            .into_iter()
-                            .take_while(|(_, e)| e.version <= b.to);
+                        // An unreadable source leaves `sent_ms` as it was, so
+                        // the next tick tries again.
+                        let Ok(entries) =
+                            src.entries_since(self.node, b.from, self.cfg.max_batch_entries.max(1))
+                        else {
+                            continue;
+                        };
+                        b.sent_ms = now_ms;
+                        let entries = entries.into_iter().take_while(|(_, e)| e.version <= b.to);
                         let d = Delta::from_entries(self.node, b.from, b.to, entries);
                         // Re-sends are not charged to the credit: they
                         // replace bytes the hub never got.
@@ -299,7 +303,10 @@ impl NodeSync {
         if from >= high {
             return None;
         }
-        let entries = src.entries_since(self.node, from, self.cfg.max_batch_entries.max(1));
+        // Unreadable: send nothing now (never an empty delta up to `high`).
+        let entries = src
+            .entries_since(self.node, from, self.cfg.max_batch_entries.max(1))
+            .ok()?;
         let complete = entries.len() < self.cfg.max_batch_entries.max(1);
         let byte_limit = self.cfg.byte_limit();
         let credit = self
@@ -364,6 +371,55 @@ mod tests {
             watermark,
             credit: None,
         })
+    }
+
+    /// A source whose reads fail while `down` is set (a database error).
+    struct Flaky<'a> {
+        state: &'a AggregateState,
+        down: bool,
+    }
+
+    impl DeltaSource for Flaky<'_> {
+        fn version_high(&self, node: NodeId) -> u64 {
+            self.state.version_high(node)
+        }
+
+        fn entries_since(
+            &self,
+            node: NodeId,
+            after: u64,
+            max: usize,
+        ) -> Result<
+            Vec<(crate::crdt::aggregate::Key, crate::crdt::aggregate::Entry)>,
+            crate::sync::SourceUnavailable,
+        > {
+            if self.down {
+                return Err(crate::sync::SourceUnavailable);
+            }
+            self.state.entries_since(node, after, max)
+        }
+    }
+
+    #[test]
+    fn an_unreadable_source_sends_nothing_rather_than_an_empty_delta() {
+        let state = edge(20);
+        let mut src = Flaky {
+            state: &state,
+            down: true,
+        };
+        let mut n = NodeSync::new(N, NodeConfig::default(), 0);
+        let _hello = n.on_connect(0, &src);
+        // The hub has nothing: a delta now would have to carry every entry.
+        let out = n.on_message(resume(0), 0, &src).unwrap();
+        assert!(out.is_empty(), "sent {out:?} while the source was down");
+        assert!(n.on_tick(10, &src).is_empty());
+        src.down = false;
+        let out = n.on_tick(20, &src);
+        let Some(Message::Delta(d)) = out.first() else {
+            panic!("expected a delta once the source is back, got {out:?}");
+        };
+        assert_eq!(d.from, 0);
+        assert_eq!(d.len(), state.node_entries_since(N, 0).len());
     }
 
     fn ack(upto: u64) -> Message {
