@@ -207,9 +207,15 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
+        // Only `TRIBUTARY_<SECTION>__<KEY>` names are configuration: others
+        // with the prefix (`TRIBUTARY_CONFIG`, the file path itself, or a
+        // test's own variables) must not be refused as unknown keys.
         let env: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("TRIBUTARY_"))
+            .filter(|(k, _)| {
+                k.strip_prefix("TRIBUTARY_")
+                    .is_some_and(|rest| rest.contains("__"))
+            })
             .collect();
         let mut b = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_CONFIG,
@@ -435,8 +441,23 @@ mod tests {
         };
         let c = load(Some(file), &env, &o).unwrap();
         assert_eq!(c.http_listen.port(), 3);
-        // Unrelated environment variables are ignored.
-        assert!(load(None, &[("HOME", "/x")], &Overrides::default()).is_ok());
+        // Unrelated environment variables are ignored, and so are prefixed
+        // ones that name no section (the config file's own variable).
+        let others = [
+            ("HOME", "/x"),
+            ("TRIBUTARY_CONFIG", "/etc/x.toml"),
+            ("TRIBUTARY_FOO", "1"),
+        ];
+        assert!(load(None, &others, &Overrides::default()).is_ok());
+        // A misspelt key inside a section is still refused.
+        assert!(
+            load(
+                None,
+                &[("TRIBUTARY_HTTP__LISTN", "x")],
+                &Overrides::default()
+            )
+            .is_err()
+        );
     }
 
     #[test]
