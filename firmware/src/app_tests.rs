@@ -196,7 +196,7 @@ fn an_unsolicited_time_sync_gets_a_hello_and_the_in_flight_windows_oldest_first(
 #[test]
 fn stalled_acks_make_the_device_say_hello_and_resend() {
     let mut c = config();
-    c.retry_ms = 3_600_000;
+    c.retry_ms = 1_000;
     let mut a: TestApp = App::new(c, BOOT, [SensorId(1), SensorId(2)]);
     a.start(0, &mut |_| {});
     a.on_message(&sync(T0), 0, &mut |_| {});
