@@ -47,7 +47,10 @@
 //! - When acknowledgements stop moving for `config.retry_ms` while windows
 //!   are in flight (the gateway is gone, or frames were lost), the device
 //!   says hello again and resends them; a gateway that came back answers
-//!   and acknowledges.
+//!   and acknowledges. A hello left unanswered for `config.retry_ms` is
+//!   repeated too (the gateway may start after the device), so the device
+//!   keeps asking until a [`TimeSync`] answers; a lost answer thus costs
+//!   one retry period.
 //! - Samples taken before the first [`TimeSync`] have no wall time: they
 //!   are counted ([`Stats::unsynced_samples`]) and dropped.
 
@@ -174,6 +177,8 @@ pub struct App<const S: usize, const N: usize> {
     next_seq: u32,
     /// A hello was sent and its [`TimeSync`] has not arrived.
     hello_pending: bool,
+    /// Uptime of the last hello.
+    last_hello: u64,
     /// Uptime of the last acknowledgement progress (or of the send that
     /// started the wait).
     last_progress: u64,
@@ -200,6 +205,7 @@ impl<const S: usize, const N: usize> App<S, N> {
             in_flight: 0,
             next_seq: 0,
             hello_pending: false,
+            last_hello: 0,
             last_progress: 0,
             stats: Stats::default(),
         }
@@ -295,9 +301,10 @@ impl<const S: usize, const N: usize> App<S, N> {
                 }
             }
         }
-        if self.in_flight > 0
-            && uptime_ms.saturating_sub(self.last_progress) >= self.config.retry_ms
-        {
+        let retry = self.config.retry_ms;
+        let stalled = self.in_flight > 0 && uptime_ms.saturating_sub(self.last_progress) >= retry;
+        let unanswered = self.hello_pending && uptime_ms.saturating_sub(self.last_hello) >= retry;
+        if stalled || unanswered {
             self.say_hello(uptime_ms, emit);
         }
         self.send_pending(uptime_ms, emit);
@@ -363,6 +370,7 @@ impl<const S: usize, const N: usize> App<S, N> {
         }));
         self.stats.hellos += 1;
         self.hello_pending = true;
+        self.last_hello = uptime_ms;
         for e in self.ring.iter().take(self.in_flight) {
             if let Some(seq) = e.seq {
                 emit(&e.message(seq));

@@ -210,7 +210,8 @@ fn stalled_acks_make_the_device_say_hello_and_resend() {
     a.poll(2_000, &mut |m| out.push(m.clone()));
     assert_eq!(hellos(&out), 1);
     assert_eq!(windows(&out).iter().map(|w| w.seq).collect::<Vec<_>>(), [0]);
-    // Nothing in flight: no retries.
+    // Hello answered, nothing in flight: no retries.
+    a.on_message(&sync(T0 + 2_050), 2_050, &mut |_| {});
     a.on_message(&ack(0), 2_100, &mut |_| {});
     out.clear();
     a.poll(10_000, &mut |m| out.push(m.clone()));
@@ -382,4 +383,21 @@ fn non_finite_samples_are_refused() {
     a.record(0, 0, f32::INFINITY).unwrap();
     assert_eq!(a.stats().rejected_samples, 2);
     assert_eq!(a.stats().samples, 0);
+}
+
+#[test]
+fn an_unanswered_hello_is_repeated_until_a_time_sync_arrives() {
+    let mut c = config();
+    c.retry_ms = 1_000;
+    let mut a: TestApp = App::new(c, BOOT, [SensorId(1), SensorId(2)]);
+    let mut out = Vec::new();
+    a.start(0, &mut |m| out.push(m.clone()));
+    a.poll(999, &mut |m| out.push(m.clone()));
+    assert_eq!(hellos(&out), 1);
+    a.poll(1_000, &mut |m| out.push(m.clone()));
+    a.poll(2_000, &mut |m| out.push(m.clone()));
+    assert_eq!(hellos(&out), 3);
+    a.on_message(&sync(T0), 2_100, &mut |m| out.push(m.clone()));
+    a.poll(10_000, &mut |m| out.push(m.clone()));
+    assert_eq!(hellos(&out), 3, "answered: no more hellos");
 }

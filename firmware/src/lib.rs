@@ -17,6 +17,7 @@
 pub mod app;
 pub mod drivers;
 pub mod link;
+pub mod sim;
 pub mod uplink;
 
 #[cfg(test)]
