@@ -252,6 +252,7 @@ fn check_exactly_once(qemu: &Qemu, gw: &Gateway) -> u64 {
     })
     .expect("a newer stats line");
     let taken = stat(&after, "samples");
+    eprintln!("device acknowledged {acked} ≤ gateway {stored} ≤ device took {taken}");
     assert!(
         acked <= stored,
         "acknowledged samples lost: device saw {acked} acknowledged, gateway has {stored}"
@@ -324,6 +325,7 @@ fn windows_buffered_while_the_gateway_is_down_arrive_once() {
     let down = wait_stats(&qemu, "merged windows during the outage", 120, |s| {
         stat(s, "merges") > 0 && stat(s, "in_flight") == IN_FLIGHT
     });
+    eprintln!("device during the outage: {down:?}");
     assert!(stat(&down, "samples") > stat(&at_kill, "samples"));
     assert!(stat(&down, "buffered") > IN_FLIGHT as usize as u64);
     drop(gw);
@@ -335,6 +337,7 @@ fn windows_buffered_while_the_gateway_is_down_arrive_once() {
     let up = wait_stats(&qemu, "the outage's samples acknowledged", 120, |s| {
         stat(s, "acked_samples") >= taken_before_restart
     });
+    eprintln!("device after the restart: {up:?}");
     assert_eq!(stat(&up, "dropped_samples"), 0, "{up:?}");
     assert!(stat(&up, "resent") > 0, "the in-flight windows were resent");
     let stored = check_exactly_once(&qemu, &gw);

@@ -133,7 +133,7 @@ pub fn raw_temperature(millicelsius: i32) -> u16 {
 /// The raw humidity word for `millipercent`, clamped to 0–100 %.
 pub fn raw_humidity(millipercent: u32) -> u16 {
     let m = u64::from(millipercent.min(100_000));
-    ((m * 65_535 + 99_999) / 100_000) as u16
+    (m * 65_535).div_ceil(100_000) as u16
 }
 
 #[cfg(test)]
