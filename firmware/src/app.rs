@@ -126,6 +126,9 @@ pub struct Stats {
     pub alerts: u64,
 }
 
+/// Bytes of RAM one buffered window takes in the ring.
+pub const WINDOW_BYTES: usize = core::mem::size_of::<Entry>();
+
 /// A closed window in the ring.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Entry {

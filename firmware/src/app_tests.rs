@@ -401,3 +401,15 @@ fn an_unanswered_hello_is_repeated_until_a_time_sync_arrives() {
     a.poll(10_000, &mut |m| out.push(m.clone()));
     assert_eq!(hellos(&out), 3, "answered: no more hellos");
 }
+
+#[test]
+fn memory_use_is_as_documented() {
+    // docs/firmware.md: 80 bytes per buffered window, about 150 per sensor.
+    assert_eq!(crate::app::WINDOW_BYTES, 80);
+    let per_sensor = (size_of::<App<3, 0>>() - size_of::<App<1, 0>>()) / 2;
+    assert!(per_sensor <= 160, "{per_sensor}");
+    assert_eq!(
+        size_of::<App<1, 64>>() - size_of::<App<1, 0>>(),
+        64 * crate::app::WINDOW_BYTES
+    );
+}
