@@ -18,8 +18,10 @@ cargo clippy --all-targets --locked -- -D warnings
 
 # ---- firmware (issue #8; docs/firmware.md) -------------------------------
 # Before the workspace tests: edge-node/tests/firmware_qemu.rs runs the
-# release ELF of the QEMU board built here.
+# release ELF of the QEMU board built here (found via TRIBUTARY_FIRMWARE_ELF).
 step "firmware: host tests, clippy, release builds, sizes"
+# Cargo resolves a relative CARGO_TARGET_DIR against firmware/ there.
+fw_target=$(cd firmware && realpath -m "${CARGO_TARGET_DIR:-target}")
 (
     cd firmware
     host=$(rustc -vV | sed -n 's/^host: //p')
@@ -33,15 +35,16 @@ step "firmware: host tests, clippy, release builds, sizes"
     # pass re-checks embassy-rp and its PAC: +2 min on 2 cores for 120
     # lines of board code; lint it by hand after changing it).
     cargo build --locked --release -p tributary-fw-rp2040 --target thumbv6m-none-eabi
-    # Flash = text + data (initial values of .data live in flash too),
-    # static RAM = data + bss (the stack comes on top).
-    for elf in target/thumbv7em-none-eabihf/release/tributary-fw-mps2 \
-               target/thumbv6m-none-eabi/release/tributary-fw-rp2040; do
-        arm-none-eabi-size "$elf" | awk -v name="$elf" 'NR == 2 {
-            printf "%s: flash %d B (%.1f KiB), static RAM %d B (%.1f KiB)\n",
-                name, $1 + $2, ($1 + $2) / 1024, $2 + $3, ($2 + $3) / 1024 }'
-    done
 )
+# Flash = text + data (initial values of .data live in flash too),
+# static RAM = data + bss (the stack comes on top).
+for elf in "$fw_target/thumbv7em-none-eabihf/release/tributary-fw-mps2" \
+           "$fw_target/thumbv6m-none-eabi/release/tributary-fw-rp2040"; do
+    arm-none-eabi-size "$elf" | awk -v name="$(basename "$elf")" 'NR == 2 {
+        printf "%s: flash %d B (%.1f KiB), static RAM %d B (%.1f KiB)\n",
+            name, $1 + $2, ($1 + $2) / 1024, $2 + $3, ($2 + $3) / 1024 }'
+done
+export TRIBUTARY_FIRMWARE_ELF="$fw_target/thumbv7em-none-eabihf/release/tributary-fw-mps2"
 # ---- end firmware ---------------------------------------------------------
 
 step "tests (unit, property, doc)"

@@ -12,8 +12,9 @@
 //!
 //! Needs `qemu-system-arm` and the release ELF that scripts/test.sh builds
 //! first (`firmware/target/thumbv7em-none-eabihf/release/tributary-fw-mps2`,
-//! or `TRIBUTARY_FIRMWARE_ELF`). Without them the tests print a skip line,
-//! unless `CI` is set: then they fail.
+//! or `TRIBUTARY_FIRMWARE_ELF`, which scripts/test.sh sets). Without them
+//! the tests print a skip line, unless `CI` or `TRIBUTARY_FIRMWARE_ELF` is
+//! set: then they fail.
 
 mod http_client;
 
@@ -67,14 +68,25 @@ impl Drop for Gateway {
     }
 }
 
-/// The firmware ELF, or `None` after a skip line (a panic under CI).
+/// The firmware ELF, or `None` after a skip line (a panic under CI):
+/// `TRIBUTARY_FIRMWARE_ELF` (scripts/test.sh sets it), else where a
+/// release build of `firmware/` leaves it (with or without a
+/// `CARGO_TARGET_DIR`).
 fn firmware() -> Option<PathBuf> {
-    let elf = std::env::var_os("TRIBUTARY_FIRMWARE_ELF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../firmware/target/thumbv7em-none-eabihf/release/tributary-fw-mps2")
-        });
+    const ELF: &str = "thumbv7em-none-eabihf/release/tributary-fw-mps2";
+    let elf = match std::env::var_os("TRIBUTARY_FIRMWARE_ELF") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/target");
+            let shared = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+            shared
+                .into_iter()
+                .chain([own])
+                .map(|dir| dir.join(ELF))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from("firmware/target").join(ELF))
+        }
+    };
     let qemu = Command::new("qemu-system-arm")
         .arg("--version")
         .stdout(Stdio::null())
@@ -93,7 +105,13 @@ fn firmware() -> Option<PathBuf> {
     };
     match missing {
         None => Some(elf),
-        Some(why) if std::env::var_os("CI").is_some() => panic!("{why}"),
+        // An ELF asked for by name (scripts/test.sh) must run too.
+        Some(why)
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("TRIBUTARY_FIRMWARE_ELF").is_some() =>
+        {
+            panic!("{why}")
+        }
         Some(why) => {
             eprintln!("skipping the QEMU firmware test: {why}");
             None
