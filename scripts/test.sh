@@ -18,7 +18,9 @@ cargo clippy --all-targets --locked -- -D warnings
 
 # ---- firmware (issue #8; docs/firmware.md) -------------------------------
 # Before the workspace tests: edge-node/tests/firmware_qemu.rs runs the
-# release ELF of the QEMU board built here (found via TRIBUTARY_FIRMWARE_ELF).
+# release ELF of the QEMU board built here; it looks in $CARGO_TARGET_DIR,
+# then firmware/target. (No TRIBUTARY_* variable is exported for it: the
+# gateway reads every one as configuration and refuses unknown keys.)
 step "firmware: host tests, clippy, release builds, sizes"
 # Cargo resolves a relative CARGO_TARGET_DIR against firmware/ there.
 fw_target=$(cd firmware && realpath -m "${CARGO_TARGET_DIR:-target}")
@@ -44,7 +46,6 @@ for elf in "$fw_target/thumbv7em-none-eabihf/release/tributary-fw-mps2" \
         printf "%s: flash %d B (%.1f KiB), static RAM %d B (%.1f KiB)\n",
             name, $1 + $2, ($1 + $2) / 1024, $2 + $3, ($2 + $3) / 1024 }'
 done
-export TRIBUTARY_FIRMWARE_ELF="$fw_target/thumbv7em-none-eabihf/release/tributary-fw-mps2"
 # ---- end firmware ---------------------------------------------------------
 
 step "tests (unit, property, doc)"

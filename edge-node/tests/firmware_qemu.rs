@@ -12,9 +12,9 @@
 //!
 //! Needs `qemu-system-arm` and the release ELF that scripts/test.sh builds
 //! first (`firmware/target/thumbv7em-none-eabihf/release/tributary-fw-mps2`,
-//! or `TRIBUTARY_FIRMWARE_ELF`, which scripts/test.sh sets). Without them
-//! the tests print a skip line, unless `CI` or `TRIBUTARY_FIRMWARE_ELF` is
-//! set: then they fail.
+//! under `$CARGO_TARGET_DIR` if set, or `TRIBUTARY_FIRMWARE_ELF`). Without
+//! them the tests print a skip line, unless `CI` or `TRIBUTARY_FIRMWARE_ELF`
+//! is set: then they fail.
 
 mod http_client;
 
@@ -69,9 +69,8 @@ impl Drop for Gateway {
 }
 
 /// The firmware ELF, or `None` after a skip line (a panic under CI):
-/// `TRIBUTARY_FIRMWARE_ELF` (scripts/test.sh sets it), else where a
-/// release build of `firmware/` leaves it (with or without a
-/// `CARGO_TARGET_DIR`).
+/// `TRIBUTARY_FIRMWARE_ELF`, else where a release build of `firmware/`
+/// leaves it (with or without a `CARGO_TARGET_DIR`).
 fn firmware() -> Option<PathBuf> {
     const ELF: &str = "thumbv7em-none-eabihf/release/tributary-fw-mps2";
     let elf = match std::env::var_os("TRIBUTARY_FIRMWARE_ELF") {
@@ -184,6 +183,8 @@ fn start_gateway(dir: &Path, pty: &Path) -> Gateway {
         .args(["--http-listen", &addr.to_string()])
         .env("TRIBUTARY_LOG__FILTER", "warn")
         .env("TRIBUTARY_DETECT__ENABLED", "false")
+        // The gateway reads every TRIBUTARY_* variable as configuration.
+        .env_remove("TRIBUTARY_FIRMWARE_ELF")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
