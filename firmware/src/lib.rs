@@ -22,3 +22,5 @@ pub mod uplink;
 
 #[cfg(test)]
 mod app_tests;
+#[cfg(test)]
+mod link_sim_tests;
