@@ -122,8 +122,53 @@ impl DelayNs for Delay {
     }
 }
 
+/// What free stack is painted with, to find the stack's high-water mark.
+const PAINT: u32 = 0x5354_4b21;
+
+unsafe extern "C" {
+    // cortex-m-rt's linker script: the end of statics (the stack may grow
+    // down to here) and the initial stack pointer (the end of RAM).
+    static _stack_end: u32;
+    static _stack_start: u32;
+}
+
+fn stack_bounds() -> (usize, usize) {
+    (
+        core::ptr::addr_of!(_stack_end) as usize,
+        core::ptr::addr_of!(_stack_start) as usize,
+    )
+}
+
+/// Fills the unused stack with [`PAINT`]. Must run first in `main`, with
+/// interrupts not yet enabled: it writes below the stack pointer.
+#[inline(always)]
+fn paint_stack() {
+    let (end, _) = stack_bounds();
+    // Leave a margin below the current frame for this loop's own calls.
+    let sp = cortex_m::register::msp::read() as usize - 64;
+    let mut p = end;
+    while p < sp {
+        // SAFETY: [end, sp) is RAM nobody uses yet (statics end at `end`,
+        // live stack starts above `sp`, no interrupt is enabled).
+        unsafe { (p as *mut u32).write_volatile(PAINT) };
+        p += 4;
+    }
+}
+
+/// Bytes of stack used so far (the deepest the stack has ever been).
+fn stack_used() -> usize {
+    let (end, start) = stack_bounds();
+    let mut p = end;
+    // SAFETY: reads of RAM inside the stack region.
+    while p < start && unsafe { (p as *const u32).read_volatile() } == PAINT {
+        p += 4;
+    }
+    start - p
+}
+
 #[entry]
 fn main() -> ! {
+    paint_stack();
     let Some(mut core) = cortex_m::Peripherals::take() else {
         halt()
     };
@@ -140,14 +185,7 @@ fn main() -> ! {
     let boot = unsafe { cortex_m_semihosting::syscall!(TIME) } as u32;
     let _ = writeln!(console, "boot {boot} device {DEVICE}");
 
-    // In statics rather than on the stack, so that the size report's
-    // data + bss shows the RAM the application really takes.
-    let Some(app) = cortex_m::singleton!(
-        : App<2, RING> = App::new(Config::new(DEVICE, FIRMWARE), boot, SENSORS)
-    ) else {
-        halt()
-    };
-    let Some(frame) = cortex_m::singleton!(: [u8; MAX_FRAME] = [0u8; MAX_FRAME]) else {
+    let (Some(app), Some(frame)) = (make_app(boot), make_frame_buffer()) else {
         halt()
     };
     let mut sensor = Sht3x::new(FakeSht3x::new(ADDRESS_LOW), ADDRESS_LOW);
@@ -191,7 +229,8 @@ fn main() -> ! {
             let s = app.stats();
             let _ = writeln!(
                 console,
-                "stats uptime_ms={now} samples={} unsynced={} windows={} sent={} resent={} acked_windows={} acked_samples={} merges={} dropped_windows={} dropped_samples={} hellos={} alerts={} buffered={} in_flight={} sensor_errors={sensor_errors} bad_frames={}",
+                "stats uptime_ms={now} stack={} samples={} unsynced={} windows={} sent={} resent={} acked_windows={} acked_samples={} merges={} dropped_windows={} dropped_samples={} hellos={} alerts={} buffered={} in_flight={} sensor_errors={sensor_errors} bad_frames={}",
+                stack_used(),
                 s.samples,
                 s.unsynced_samples,
                 s.windows,
@@ -212,6 +251,22 @@ fn main() -> ! {
         // Sleep until the next tick (or anything else) wakes the core.
         cortex_m::asm::wfi();
     }
+}
+
+// The application state and the frame buffer live in statics rather than
+// on the stack, so that the size report's data + bss shows the RAM they
+// take. Each is built in its own (not inlined) function: the temporary the
+// value is built in then lives in a stack frame that is gone before the
+// main loop runs, instead of in `main`'s frame for ever.
+
+#[inline(never)]
+fn make_app(boot: u32) -> Option<&'static mut App<2, RING>> {
+    cortex_m::singleton!(: App<2, RING> = App::new(Config::new(DEVICE, FIRMWARE), boot, SENSORS))
+}
+
+#[inline(never)]
+fn make_frame_buffer() -> Option<&'static mut [u8; MAX_FRAME]> {
+    cortex_m::singleton!(: [u8; MAX_FRAME] = [0u8; MAX_FRAME])
 }
 
 fn halt() -> ! {
