@@ -60,14 +60,7 @@ fn main() -> ! {
     let bus = I2c::new_blocking(p.I2C0, p.PIN_5, p.PIN_4, i2c::Config::default());
     let mut sensor = Sht3x::new(bus, ADDRESS_LOW);
 
-    // In statics rather than on the stack, so that the size report's
-    // data + bss shows the RAM the application really takes.
-    let Some(app) = cortex_m::singleton!(
-        : App<2, RING> = App::new(Config::new(device, FIRMWARE), boot, SENSORS)
-    ) else {
-        halt()
-    };
-    let Some(frame) = cortex_m::singleton!(: [u8; MAX_FRAME] = [0u8; MAX_FRAME]) else {
+    let (Some(app), Some(frame)) = (make_app(device, boot), make_frame_buffer()) else {
         halt()
     };
     let mut emit = |msg: &DeviceMessage| {
@@ -105,6 +98,21 @@ fn main() -> ! {
         }
         app.poll(now, &mut emit);
     }
+}
+
+// The application state (~21 KiB) and the frame buffer live in statics,
+// so that the size report's data + bss shows the RAM they take. Each is
+// built in its own (not inlined) function: the temporary the value is built
+// in then lives in a stack frame that is gone before the main loop runs.
+
+#[inline(never)]
+fn make_app(device: DeviceId, boot: u32) -> Option<&'static mut App<2, RING>> {
+    cortex_m::singleton!(: App<2, RING> = App::new(Config::new(device, FIRMWARE), boot, SENSORS))
+}
+
+#[inline(never)]
+fn make_frame_buffer() -> Option<&'static mut [u8; MAX_FRAME]> {
+    cortex_m::singleton!(: [u8; MAX_FRAME] = [0u8; MAX_FRAME])
 }
 
 fn halt() -> ! {
