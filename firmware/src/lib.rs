@@ -9,7 +9,8 @@
 //!   bounded ring of unacknowledged windows that merges instead of dropping,
 //!   the device side of the link protocol), hardware-free and host-tested;
 //! - [`uplink`]: frames a device message (COBS + CRC-32) without a heap;
-//! - [`link`]: turns bytes from the UART back into gateway messages.
+//! - [`link`]: turns bytes from the UART back into gateway messages;
+//! - [`sim`]: a simulated SHT3x bus for boards without the part (QEMU).
 //!
 //! Boards (in `boards/`) own the hardware: UART, timer, I2C bus.
 #![cfg_attr(not(test), no_std)]
