@@ -1,0 +1,16 @@
+//! Puts memory.x where the linker finds it; links with cortex-m-rt's
+//! link.x and embassy-rp's link-rp.x (boot2 placement).
+use std::path::PathBuf;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    if let Err(e) = std::fs::write(out.join("memory.x"), include_bytes!("memory.x")) {
+        println!("cargo::error=cannot write memory.x: {e}");
+        return;
+    }
+    println!("cargo::rustc-link-search={}", out.display());
+    println!("cargo::rustc-link-arg-bins=--nmagic");
+    println!("cargo::rustc-link-arg-bins=-Tlink.x");
+    println!("cargo::rustc-link-arg-bins=-Tlink-rp.x");
+    println!("cargo::rerun-if-changed=memory.x");
+}
