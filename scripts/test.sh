@@ -19,8 +19,7 @@ cargo clippy --all-targets --locked -- -D warnings
 # ---- firmware (issue #8; docs/firmware.md) -------------------------------
 # Before the workspace tests: edge-node/tests/firmware_qemu.rs runs the
 # release ELF of the QEMU board built here; it looks in $CARGO_TARGET_DIR,
-# then firmware/target. (No TRIBUTARY_* variable is exported for it: the
-# gateway reads every one as configuration and refuses unknown keys.)
+# then firmware/target (TRIBUTARY_FIRMWARE_ELF overrides).
 step "firmware: host tests, clippy, release builds, sizes"
 # Cargo resolves a relative CARGO_TARGET_DIR against firmware/ there.
 fw_target=$(cd firmware && realpath -m "${CARGO_TARGET_DIR:-target}")
@@ -28,7 +27,7 @@ fw_target=$(cd firmware && realpath -m "${CARGO_TARGET_DIR:-target}")
     cd firmware
     host=$(rustc -vV | sed -n 's/^host: //p')
     # Drivers (embedded-hal-mock) and application logic run on the host.
-    cargo test --locked -p tributary-firmware --target "$host"
+    cargo test --locked -p tributary-firmware --target "$host" 2>&1 | tee -a "$log"
     cargo clippy --locked -p tributary-firmware --all-targets --target "$host" -- -D warnings
     # Thumbv7em (the default target): the library and the QEMU board.
     cargo clippy --locked --workspace --exclude tributary-fw-rp2040 -- -D warnings
@@ -49,7 +48,7 @@ done
 # ---- end firmware ---------------------------------------------------------
 
 step "tests (unit, property, doc)"
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked 2>&1 | tee -a "$log"
 step "Raspberry Pi: aarch64 cross-build, smoke test under QEMU (PI_SMOKE=0 skips)" && bash scripts/pi-smoke.sh
 
 step "no_std builds of the core"
