@@ -179,13 +179,33 @@ pub async fn run(
     let mut connected = false;
     let mut queue: VecDeque<Received> = VecDeque::new();
     let mut in_flight: Option<(Received, InFlight)> = None;
+    // PUBACKs the request channel had no room for. The event loop drains
+    // that channel only between incoming packets it has buffered, so under
+    // load it can fill; an ack dropped there would leave the message
+    // unacknowledged until the next reconnect (holding one of the broker's
+    // in-flight slots meanwhile). Kept here and retried each turn instead.
+    let mut unsent_acks: VecDeque<Received> = VecDeque::new();
     tracing::info!(broker = %broker, topics = ?opts.topics, "mqtt source starting");
 
     loop {
+        while let Some(msg) = unsent_acks.pop_front() {
+            if !ack(&client, &msg, connected, connection) {
+                unsent_acks.push_front(msg);
+                break;
+            }
+        }
         if in_flight.is_none()
             && let Some(msg) = queue.pop_front()
         {
-            in_flight = start(msg, &client, connected, connection, &ingest, &metrics);
+            in_flight = start(
+                msg,
+                &client,
+                connected,
+                connection,
+                &ingest,
+                &metrics,
+                &mut unsent_acks,
+            );
         }
         let reading_paused = queue.len() >= opts.max_queue;
         tokio::select! {
@@ -201,13 +221,18 @@ pub async fn run(
                 match verdict {
                     Verdict::ShuttingDown => break,
                     Verdict::Durable(_) | Verdict::Rejected(_) => {
-                        ack(&client, &msg, connected, connection);
+                        if !ack(&client, &msg, connected, connection) {
+                            unsent_acks.push_back(msg);
+                        }
                     }
                 }
             }
             event = eventloop.poll(), if !reading_paused => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connection += 1;
+                    // Acks of the old connection are void (its packet ids
+                    // may now name other messages); the broker redelivers.
+                    unsent_acks.clear();
                     connected = true;
                     reconnect.reset();
                     tracing::info!(broker = %broker, session_present = ack.session_present, "mqtt connected");
@@ -265,6 +290,7 @@ fn start(
     connection: u64,
     ingest: &Recipient<Submit>,
     metrics: &Metrics,
+    unsent_acks: &mut VecDeque<Received>,
 ) -> Option<(Received, InFlight)> {
     match parse_body(None, &msg.publish.payload, wall_now()) {
         Ok(submission) => {
@@ -284,22 +310,29 @@ fn start(
                 .get_or_create(&[("source", KIND.as_str()), ("reason", e.reason)])
                 .inc();
             tracing::warn!(topic = %msg.publish.topic, reason = e.reason, error = %e, "mqtt message rejected");
-            ack(client, &msg, connected, connection);
+            if !ack(client, &msg, connected, connection) {
+                unsent_acks.push_back(msg);
+            }
             None
         }
     }
 }
 
-/// Sends the PUBACK if the message came on the current connection.
-fn ack(client: &AsyncClient, msg: &Received, connected: bool, connection: u64) {
+/// Queues the PUBACK if the message came on the current connection.
+/// `false` means "no room in the request channel now: try again later";
+/// a message of an earlier connection is not acknowledged (the broker
+/// redelivers it) and counts as done.
+fn ack(client: &AsyncClient, msg: &Received, connected: bool, connection: u64) -> bool {
     if !connected || msg.connection != connection {
         tracing::debug!(topic = %msg.publish.topic, "message from an earlier connection: not acknowledged, the broker redelivers it");
-        return;
+        return true;
     }
-    if let Err(e) = client.try_ack(&msg.publish) {
-        // Only if the request channel is full or closed; the broker
-        // redelivers the message after the next reconnect.
-        tracing::warn!(error = %e, "mqtt PUBACK could not be queued");
+    match client.try_ack(&msg.publish) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "mqtt PUBACK deferred: request channel full");
+            false
+        }
     }
 }
 
