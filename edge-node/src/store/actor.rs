@@ -309,3 +309,33 @@ impl Handler<Checkpoint> for StoreActor {
         self.run("checkpoint", ctx, |s| s.checkpoint())
     }
 }
+
+/// The alert outbox: up to `limit` unacknowledged alerts, oldest first,
+/// with their ids (see [`Store::pending_alerts`](super::Store::pending_alerts)).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<(i64, tributary_core::codec::v1::Alert)>, StoreError>")]
+pub struct PendingAlerts {
+    /// Most alerts returned.
+    pub limit: usize,
+}
+
+/// The hub acknowledged every alert up to this id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct AckAlerts(pub i64);
+
+impl Handler<PendingAlerts> for StoreActor {
+    type Result = Result<Vec<(i64, tributary_core::codec::v1::Alert)>, StoreError>;
+
+    fn handle(&mut self, msg: PendingAlerts, ctx: &mut Self::Context) -> Self::Result {
+        self.run("pending_alerts", ctx, |s| s.pending_alerts(msg.limit))
+    }
+}
+
+impl Handler<AckAlerts> for StoreActor {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: AckAlerts, ctx: &mut Self::Context) -> Self::Result {
+        self.run("ack_alerts", ctx, |s| s.set_alerts_acked(msg.0))
+    }
+}

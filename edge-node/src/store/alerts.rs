@@ -3,7 +3,7 @@
 //! first, resolved in place.
 
 use rusqlite::{Row, params};
-use tributary_core::codec::v1::DetectorKind;
+use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{SensorId, Timestamp};
 use tributary_core::summary::Summary;
@@ -180,5 +180,132 @@ impl Store {
             out.push(r??);
         }
         Ok(out)
+    }
+}
+
+/// `meta` key: the highest alert id the hub acknowledged.
+const ALERTS_ACKED: &str = "alerts_acked";
+
+impl Store {
+    /// The highest alert id the hub acknowledged (0: none).
+    pub fn alerts_acked(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([ALERTS_ACKED], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The alert outbox: up to `limit` alerts the hub has not acknowledged,
+    /// oldest first, with their ids, as wire messages. The sync sends these
+    /// before any aggregate delta (alerts are small and urgent). Ids are
+    /// monotonic (`AUTOINCREMENT`), so "acknowledged up to id" is exact.
+    pub fn pending_alerts(&self, limit: usize) -> Result<Vec<(i64, Alert)>, StoreError> {
+        let acked = self.alerts_acked()?;
+        let sql = format!("SELECT {COLUMNS} FROM alert WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![acked, i64::try_from(limit).unwrap_or(i64::MAX)],
+            alert_of,
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let a = r??;
+            out.push((
+                a.id,
+                Alert {
+                    node: self.node,
+                    sensor: a.sensor,
+                    hlc: a.hlc,
+                    at: a.at,
+                    value: a.value,
+                    score: a.score,
+                    detector: a.detector,
+                    window: a.window,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The hub acknowledged every alert up to `id`. Monotonic: a lower id
+    /// (a late, reordered acknowledgement) changes nothing; an id above the
+    /// highest recorded alert is an error (the hub cannot have seen it).
+    pub fn set_alerts_acked(&mut self, id: i64) -> Result<(), StoreError> {
+        if id <= self.alerts_acked()? {
+            return Ok(());
+        }
+        let max: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM alert", [], |r| r.get(0))?;
+        if id > max {
+            return Err(StoreError::AlertAckAhead { id, max });
+        }
+        set_meta(&self.conn, ALERTS_ACKED, from_sql(id))
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(&StoreOptions {
+            path: dir.join("a.db"),
+            synchronous_full: false,
+            disk_budget_bytes: 1 << 30,
+            keep_raw: false,
+            node_id: None,
+            cache_keys: 16,
+        })
+        .unwrap()
+    }
+
+    fn alert(sensor: u32, at: u64) -> NewAlert {
+        NewAlert {
+            sensor: SensorId(sensor),
+            at: Timestamp(at),
+            value: 9.0,
+            score: 0.95,
+            detector: DetectorKind::Ensemble,
+            window: Summary::of(Timestamp(at), 9.0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn pending_alerts_drain_in_order_and_the_ack_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        for i in 0..5 {
+            s.record_alert(&alert(i, 1_000 + u64::from(i)), Timestamp(2_000))
+                .unwrap();
+        }
+        let pending = s.pending_alerts(3).unwrap();
+        let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(pending[0].1.node, s.node_id());
+        assert_eq!(pending[0].1.window.count, 1);
+        assert!(pending.windows(2).all(|w| w[0].1.hlc < w[1].1.hlc));
+        s.set_alerts_acked(3).unwrap();
+        s.set_alerts_acked(2).unwrap(); // late and reordered: no effect
+        assert!(matches!(
+            s.set_alerts_acked(6),
+            Err(StoreError::AlertAckAhead { id: 6, max: 5 })
+        ));
+        drop(s);
+        let s = open(dir.path());
+        let ids: Vec<i64> = s
+            .pending_alerts(10)
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids, [4, 5]);
     }
 }

@@ -53,6 +53,14 @@ pub enum StoreError {
         /// The node's highest version.
         version_high: u64,
     },
+    /// The hub acknowledged an alert id this node never recorded.
+    #[error("alert acknowledgement {id} is above the highest alert id {max}")]
+    AlertAckAhead {
+        /// The id acknowledged.
+        id: i64,
+        /// The highest recorded alert id.
+        max: i64,
+    },
     /// A reading was NaN or infinite (ingest validates before; this is the
     /// store's own guard).
     #[error("reading is not a finite number")]
@@ -100,6 +108,7 @@ impl StoreError {
             StoreError::NodeIdMismatch { .. } => "node_id_mismatch",
             StoreError::Entropy(_) => "entropy",
             StoreError::WatermarkAhead { .. } => "watermark_ahead",
+            StoreError::AlertAckAhead { .. } => "alert_ack_ahead",
             StoreError::NonFinite => "non_finite",
             StoreError::InvalidWindow(_) => "invalid_window",
             StoreError::Hlc(e) => e.reason(),
