@@ -13,7 +13,11 @@ use super::{
     BatchResult, Evictions, MAP_CAP, Outcome, Store, StoreError, from_sql, key_params, meta,
     set_meta, summary_at, to_sql,
 };
-use crate::reading::{Item, Origin, Submission};
+use crate::reading::{Item, Origin, Sample, Submission};
+
+/// Bytes of one reading in a packed `raw` row: sensor (u32), ts (u64 ms),
+/// value (f64), little-endian.
+pub(crate) const RAW_READING_BYTES: usize = 20;
 
 /// What a batch produced before commit.
 struct Pending {
@@ -143,12 +147,7 @@ impl Store {
         // batch, not once per row: per-row lookups cost as much as the
         // raw inserts themselves.
         if !raw.is_empty() {
-            let mut stmt = self
-                .conn
-                .prepare_cached("INSERT INTO raw (sensor, ts, value) VALUES (?1, ?2, ?3)")?;
-            for s in raw {
-                stmt.execute(params![s.sensor.0, to_sql(s.ts.as_millis()), s.value])?;
-            }
+            self.insert_raw(&raw)?;
         }
         for name in dirty_sources {
             if let Some(w) = self.sources.get(name) {
@@ -247,6 +246,30 @@ impl Store {
             late_skipped,
             below_window,
         })
+    }
+
+    /// Appends the batch's raw readings as one packed row (see `raw` in
+    /// `store/migrations.rs`): one b-tree insert per batch instead of one
+    /// per reading. Its id continues the readings' sequence after the last
+    /// row (restarting at 0 when eviction emptied the table: nothing older
+    /// remains, so arrival order still holds).
+    fn insert_raw(&mut self, raw: &[&Sample]) -> Result<(), StoreError> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id + count FROM raw ORDER BY id DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let mut blob = Vec::with_capacity(raw.len() * RAW_READING_BYTES);
+        for s in raw {
+            blob.extend_from_slice(&s.sensor.0.to_le_bytes());
+            blob.extend_from_slice(&s.ts.as_millis().to_le_bytes());
+            blob.extend_from_slice(&s.value.to_le_bytes());
+        }
+        let count = i64::try_from(raw.len()).map_err(|_| StoreError::Corrupt("raw count"))?;
+        self.conn
+            .prepare_cached("INSERT INTO raw (id, count, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![next.unwrap_or(0), count, blob])?;
+        Ok(())
     }
 
     /// Whether `key`'s bucket was evicted at its resolution.

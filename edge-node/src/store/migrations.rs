@@ -28,7 +28,16 @@ use super::StoreError;
 ///   oldest-first is a key-range delete. The price: a per-sensor range query
 ///   walks every sensor's entries in that time range (see
 ///   `Store::aggregates`).
-/// - `raw`: raw readings in arrival order (`id`), evicted first.
+/// - `raw`: raw readings in arrival order, evicted first, packed: one row
+///   per ingest batch holding `count` readings as `data`, 20 bytes each
+///   (sensor u32, ts u64 ms, value f64, little-endian, in arrival order);
+///   `id` is the sequence number of its first reading, so the next row's id
+///   is `id + count` and the readings stored are `max(id + count) −
+///   min(id)`. Raw readings are write-only (an archive the budget may
+///   evict), and one row per reading cost as much as the baseline's whole
+///   insert per reading (`benches/ingest.rs`); one blob per batch is one
+///   b-tree insert. Changed in place before the first release (no database
+///   with the per-reading layout exists).
 /// - `alert`: alerts with their HLC; `AUTOINCREMENT` keeps ids monotonic
 ///   even if rows are ever deleted.
 const V1: &str = "
@@ -63,10 +72,9 @@ CREATE TABLE aggregate (
 CREATE UNIQUE INDEX aggregate_by_key ON aggregate (resolution, bucket, sensor);
 
 CREATE TABLE raw (
-    id     INTEGER PRIMARY KEY,
-    sensor INTEGER NOT NULL,
-    ts     INTEGER NOT NULL,
-    value  REAL NOT NULL
+    id    INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    data  BLOB NOT NULL
 );
 
 CREATE TABLE alert (

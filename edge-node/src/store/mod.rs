@@ -89,7 +89,7 @@ pub(crate) mod migrations;
 mod outbox;
 mod rows;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ use tributary_core::hlc::{Hlc, HlcClock};
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 
-use cache::BucketCache;
+use cache::{BucketCache, FastSet};
 use dedup::ReplayWindow;
 pub use error::StoreError;
 pub use rows::{
@@ -192,7 +192,7 @@ pub struct Store {
     /// the truth).
     frontier: [Option<Option<(u64, u32)>>; 4],
     /// Sensors known to be in the `sensor` table.
-    sensors: HashSet<SensorId>,
+    sensors: FastSet<SensorId>,
     sources: HashMap<String, ReplayWindow>,
 }
 
@@ -255,7 +255,7 @@ impl Store {
             floors,
             cache: BucketCache::new(opts.cache_keys),
             frontier: [None; 4],
-            sensors: HashSet::new(),
+            sensors: FastSet::default(),
             sources: HashMap::new(),
         })
     }
@@ -376,9 +376,13 @@ impl Store {
             let v: i64 = self.conn.query_row(sql, p, |r| r.get(0))?;
             Ok(from_sql(v.max(0)))
         };
-        // Raw rows are only ever deleted oldest-first and ids only grow, so
-        // the id span is the row count without a full scan.
-        let raw = count("SELECT coalesce(max(id) - min(id) + 1, 0) FROM raw", &[])?;
+        // Raw rows are only ever deleted oldest-first and ids count
+        // readings, so the id span is the reading count without a scan.
+        let raw = count(
+            "SELECT coalesce((SELECT id + count FROM raw ORDER BY id DESC LIMIT 1)
+                           - (SELECT id FROM raw ORDER BY id LIMIT 1), 0)",
+            &[],
+        )?;
         Ok(StoreStatus {
             node_id: self.node,
             version_high: self.version_high,
