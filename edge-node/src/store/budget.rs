@@ -41,7 +41,7 @@ impl Store {
         }
         // The rows are gone whatever happens next; a failed vacuum only
         // leaves free pages in the file (reused by later inserts).
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        incremental_vacuum(&self.conn)?;
         // Evicted keys lie below the new floors and are never looked up
         // again, but their cached copies would only waste memory.
         self.cache.clear();
@@ -122,4 +122,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `PRAGMA incremental_vacuum` frees one page per step: `execute_batch`
+/// steps once (it freed a single page per eviction, so the file kept the
+/// rest of the freed pages). Stepped here until done.
+fn incremental_vacuum(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
 }

@@ -28,6 +28,10 @@ use super::StoreError;
 ///   oldest-first is a key-range delete. The price: a per-sensor range query
 ///   walks every sensor's entries in that time range (see
 ///   `Store::aggregates`).
+///   A bucket of exactly one reading (nearly every 1 s bucket at ≤ 1 Hz)
+///   leaves `min`, `max`, `sum_sq` and `last_ts` NULL: they are derived
+///   from `sum` and `first_ts` (`store::single`, `store::summary_at`), which
+///   halves the row. Changed in place before the first release.
 /// - `raw`: raw readings in arrival order, evicted first, packed: one row
 ///   per ingest batch holding `count` readings as `data`, 20 bytes each
 ///   (sensor u32, ts u64 ms, value f64, little-endian, in arrival order);
@@ -63,11 +67,11 @@ CREATE TABLE aggregate (
     sensor     INTEGER NOT NULL,
     count      INTEGER NOT NULL,
     sum        REAL NOT NULL,
-    min        REAL NOT NULL,
-    max        REAL NOT NULL,
-    sum_sq     REAL NOT NULL,
+    min        REAL,
+    max        REAL,
+    sum_sq     REAL,
     first_ts   INTEGER NOT NULL,
-    last_ts    INTEGER NOT NULL
+    last_ts    INTEGER
 );
 CREATE UNIQUE INDEX aggregate_by_key ON aggregate (resolution, bucket, sensor);
 

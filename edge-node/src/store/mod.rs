@@ -160,17 +160,39 @@ fn resolution_of(i: i64) -> Result<Resolution, StoreError> {
         .ok_or(StoreError::Corrupt("resolution"))
 }
 
-/// Reads 7 summary columns starting at `at`.
+/// Reads 7 summary columns starting at `at`; `min`, `max`, `sum_sq` and
+/// `last_ts` are NULL in a [`single`] row and derived from `sum` and
+/// `first_ts`.
 fn summary_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Summary> {
+    let sum: f64 = row.get(at + 1)?;
+    let first_ts = Timestamp(from_sql(row.get(at + 5)?));
+    let min: Option<f64> = row.get(at + 2)?;
+    let max: Option<f64> = row.get(at + 3)?;
+    let sum_sq: Option<f64> = row.get(at + 4)?;
+    let last_ts: Option<i64> = row.get(at + 6)?;
     Ok(Summary {
         count: from_sql(row.get(at)?),
-        sum: row.get(at + 1)?,
-        min: row.get(at + 2)?,
-        max: row.get(at + 3)?,
-        sum_sq: row.get(at + 4)?,
-        first_ts: Timestamp(from_sql(row.get(at + 5)?)),
-        last_ts: Timestamp(from_sql(row.get(at + 6)?)),
+        sum,
+        min: min.unwrap_or(sum),
+        max: max.unwrap_or(sum),
+        sum_sq: sum_sq.unwrap_or(sum * sum),
+        first_ts,
+        last_ts: last_ts.map_or(first_ts, |t| Timestamp(from_sql(t))),
     })
+}
+
+/// Whether `s` is exactly (bit for bit) the summary of one reading of
+/// value `sum` at `first_ts`, so its row can leave `min`, `max`, `sum_sq`
+/// and `last_ts` NULL. At ≤ 1 Hz nearly every 1 s bucket is such a row:
+/// ~30 instead of ~60 bytes, so half the pages (and WAL bytes) per batch.
+/// Anything else (e.g. a reading of −0.0, whose `min` differs from its
+/// `sum` in the sign bit) is stored in full.
+fn single(s: &Summary) -> bool {
+    s.count == 1
+        && s.min.to_bits() == s.sum.to_bits()
+        && s.max.to_bits() == s.sum.to_bits()
+        && s.sum_sq.to_bits() == (s.sum * s.sum).to_bits()
+        && s.last_ts == s.first_ts
 }
 
 /// The SQLite store. Not `Sync`: one thread (the store actor) owns it.
