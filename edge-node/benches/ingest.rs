@@ -7,7 +7,7 @@
 //!   of the readings into one table (one transaction per 1000 readings),
 //!   with the store's pragmas (WAL, `synchronous = FULL`).
 //! - `edge_ingest_store`: the same readings through `Store::ingest`, same
-//!   batch size, durability on: dedup windows, raw rows, four resolutions of
+//!   batch size, durability on: dedup windows, raw readings, four resolutions of
 //!   versioned buckets, version index, all in one transaction per batch.
 //! - `edge_ingest_store_no_raw` (informational): the same with
 //!   `keep_raw = false`.
