@@ -7,7 +7,7 @@
 //!   of the readings into one table (one transaction per 1000 readings),
 //!   with the store's pragmas (WAL, `synchronous = FULL`).
 //! - `edge_ingest_store`: the same readings through `Store::ingest`, same
-//!   batch size, durability on: dedup windows, raw rows, four resolutions of
+//!   batch size, durability on: dedup windows, raw readings, four resolutions of
 //!   versioned buckets, version index, all in one transaction per batch.
 //! - `edge_ingest_store_no_raw` (informational): the same with
 //!   `keep_raw = false`.
@@ -20,6 +20,9 @@
 //! - `edge_rss_1000x10hz`: peak resident memory of the real binary with its
 //!   simulator at 1,000 sensors × 10 Hz for `BENCH_RSS_SECONDS` (20), with
 //!   the idle binary as the baseline; also the readings/s it stored.
+//!
+//! `BENCH_ONLY=store` runs only the raw/store lines (quick iterations),
+//! `BENCH_ONLY=store1` only the 1 Hz baseline and store lines.
 //!
 //! Readings are deterministic; the databases are temp files on disk.
 //! Throughput numbers, not tests: nothing asserts on them.
@@ -46,7 +49,12 @@ fn readings() -> Vec<Sample> {
 
 /// `READINGS` readings of `SENSORS` sensors sampled at `hz`.
 fn readings_at(hz: u64) -> Vec<Sample> {
-    (0..READINGS)
+    // BENCH_READINGS: fewer readings, e.g. under valgrind.
+    let n = std::env::var("BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READINGS);
+    (0..n)
         .map(|i| {
             let (tick, k) = (i / SENSORS, i % SENSORS);
             let t = tick * 1_000 / hz / 1_000; // whole seconds, for the wave
@@ -154,6 +162,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ratio": (value / base * 1000.0).round() / 1000.0,
         })
     );
+    // BENCH_ONLY=store1: the 1 Hz lines only (e.g. under callgrind).
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "store1") {
+        return Ok(());
+    }
     let emit = |name: &str, unit: &str, value: f64, baseline: &str, base: f64| {
         println!(
             "{}",
@@ -180,6 +192,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "edge_ingest_raw_sqlite_10hz",
         base10.round(),
     );
+    // BENCH_ONLY=store: only the store lines (quick iterations on the store).
+    let store_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "store");
+    if store_only {
+        let no_raw = store(dir.path(), &data, false)?;
+        emit(
+            "edge_ingest_store_no_raw",
+            "readings/s",
+            no_raw.round(),
+            "edge_ingest_raw_sqlite",
+            base.round(),
+        );
+        return Ok(());
+    }
     let http = gateway::http_ingest(dir.path(), &data, BATCH, 4)?;
     emit(
         "edge_ingest_http",

@@ -326,10 +326,11 @@ fn a_failing_batch_stores_nothing() {
     drop(s);
 
     // A failure in SQLite itself, after some rows of the batch were
-    // written: a trigger aborts the insert of one raw reading.
+    // written (raw readings, dedup windows, the first new buckets): a
+    // trigger aborts the insert of the bucket holding 666.
     let conn = rusqlite::Connection::open(&o.path).unwrap();
     conn.execute_batch(
-        "CREATE TRIGGER boom BEFORE INSERT ON raw WHEN NEW.value = 666.0
+        "CREATE TRIGGER boom BEFORE INSERT ON aggregate WHEN NEW.max = 666.0
          BEGIN SELECT RAISE(ABORT, 'boom'); END;",
     )
     .unwrap();

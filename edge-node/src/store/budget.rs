@@ -4,12 +4,13 @@
 use rusqlite::{OptionalExtension, params};
 use tributary_core::ids::Resolution;
 
+use super::batch::RAW_READING_BYTES;
 use super::{Evictions, Store, StoreError, from_sql, meta, set_meta, to_sql};
 
-/// Rough bytes per row, to size chunks from the overshoot (a raw row is
-/// ~20 bytes in its table; a bucket row ~80 plus two index entries). Only
-/// the chunk size depends on them, not correctness: the loop re-measures.
-const RAW_ROW_BYTES: u64 = 24;
+/// Rough bytes per row, to size chunks from the overshoot (a raw reading is
+/// 20 bytes in its packed row; a bucket row ~80 plus two index entries).
+/// Only the chunk size depends on them, not correctness: the loop
+/// re-measures.
 const BUCKET_ROW_BYTES: u64 = 120;
 const MIN_CHUNK: u64 = 64;
 const MAX_CHUNK: u64 = 65_536;
@@ -40,7 +41,7 @@ impl Store {
         }
         // The rows are gone whatever happens next; a failed vacuum only
         // leaves free pages in the file (reused by later inserts).
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        incremental_vacuum(&self.conn)?;
         // Evicted keys lie below the new floors and are never looked up
         // again, but their cached copies would only waste memory.
         self.cache.clear();
@@ -57,17 +58,23 @@ impl Store {
             if o == 0 {
                 return Ok(());
             }
-            let chunk = (o / RAW_ROW_BYTES).clamp(MIN_CHUNK, MAX_CHUNK);
-            let n = self
-                .conn
-                .prepare_cached(
-                    "DELETE FROM raw WHERE id IN (SELECT id FROM raw ORDER BY id LIMIT ?1)",
-                )?
-                .execute([to_sql(chunk)])?;
+            // Readings to drop; whole packed rows go, at least the oldest
+            // one (its id is the smallest, so `id <= min(id) + chunk` holds).
+            let chunk = (o / RAW_READING_BYTES as u64).clamp(MIN_CHUNK, MAX_CHUNK);
+            let mut stmt = self.conn.prepare_cached(
+                "DELETE FROM raw WHERE id <= (SELECT min(id) FROM raw) + ?1 RETURNING count",
+            )?;
+            let mut rows = stmt.query([to_sql(chunk)])?;
+            let mut n = 0u64;
+            while let Some(r) = rows.next()? {
+                let c: i64 = r.get(0)?;
+                n = n.saturating_add(from_sql(c.max(0)));
+            }
+            drop(rows);
             if n == 0 {
                 break;
             }
-            ev.raw += n as u64;
+            ev.raw += n;
         }
         for (r, slot) in EVICTABLE {
             loop {
@@ -115,4 +122,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `PRAGMA incremental_vacuum` frees one page per step: `execute_batch`
+/// steps once (it freed a single page per eviction, so the file kept the
+/// rest of the freed pages). Stepped here until done.
+fn incremental_vacuum(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
 }

@@ -28,7 +28,20 @@ use super::StoreError;
 ///   oldest-first is a key-range delete. The price: a per-sensor range query
 ///   walks every sensor's entries in that time range (see
 ///   `Store::aggregates`).
-/// - `raw`: raw readings in arrival order (`id`), evicted first.
+///   A bucket of exactly one reading (nearly every 1 s bucket at ≤ 1 Hz)
+///   leaves `min`, `max`, `sum_sq` and `last_ts` NULL: they are derived
+///   from `sum` and `first_ts` (`store::single`, `store::summary_at`), which
+///   halves the row. Changed in place before the first release.
+/// - `raw`: raw readings in arrival order, evicted first, packed: one row
+///   per ingest batch holding `count` readings as `data`, 20 bytes each
+///   (sensor u32, ts u64 ms, value f64, little-endian, in arrival order);
+///   `id` is the sequence number of its first reading, so the next row's id
+///   is `id + count` and the readings stored are `max(id + count) −
+///   min(id)`. Raw readings are write-only (an archive the budget may
+///   evict), and one row per reading cost as much as the baseline's whole
+///   insert per reading (`benches/ingest.rs`); one blob per batch is one
+///   b-tree insert. Changed in place before the first release (no database
+///   with the per-reading layout exists).
 /// - `alert`: alerts with their HLC; `AUTOINCREMENT` keeps ids monotonic
 ///   even if rows are ever deleted.
 const V1: &str = "
@@ -54,19 +67,18 @@ CREATE TABLE aggregate (
     sensor     INTEGER NOT NULL,
     count      INTEGER NOT NULL,
     sum        REAL NOT NULL,
-    min        REAL NOT NULL,
-    max        REAL NOT NULL,
-    sum_sq     REAL NOT NULL,
+    min        REAL,
+    max        REAL,
+    sum_sq     REAL,
     first_ts   INTEGER NOT NULL,
-    last_ts    INTEGER NOT NULL
+    last_ts    INTEGER
 );
 CREATE UNIQUE INDEX aggregate_by_key ON aggregate (resolution, bucket, sensor);
 
 CREATE TABLE raw (
-    id     INTEGER PRIMARY KEY,
-    sensor INTEGER NOT NULL,
-    ts     INTEGER NOT NULL,
-    value  REAL NOT NULL
+    id    INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    data  BLOB NOT NULL
 );
 
 CREATE TABLE alert (

@@ -90,3 +90,118 @@ fn below_floor_skips_only_that_resolution() {
     // 1 m, 1 h, 1 d shared by both, plus the 1 s bucket 15: 4 keys.
     assert_eq!(r.version_high, 4);
 }
+
+#[test]
+fn single_reading_rows_are_compact_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    // 70 distinct 1 s buckets in one batch: two 32-row INSERTs and a
+    // remainder of single-row ones; -0.0 and a huge value are stored in
+    // full or compact as `single` says, and all read back exactly.
+    let values: Vec<f64> = (0..70)
+        .map(|i| match i {
+            3 => -0.0,
+            4 => 1e150,
+            5 => f64::MIN_POSITIVE,
+            _ => i as f64 * 0.1 - 2.0,
+        })
+        .collect();
+    let items = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            Item::Reading(Sample {
+                sensor: SensorId(1),
+                ts: Timestamp(i as u64 * 1_000 + 7),
+                value: v,
+            })
+        })
+        .collect();
+    s.ingest(&[Submission {
+        origin: None,
+        items,
+    }])
+    .unwrap();
+    let got = s.entries_after(0, 1_000).unwrap();
+    let seconds: Vec<_> = got
+        .iter()
+        .filter(|(k, _)| k.resolution == Resolution::Second)
+        .collect();
+    assert_eq!(seconds.len(), 70);
+    for (i, (k, e)) in seconds.iter().enumerate() {
+        let want = Summary::of(Timestamp(i as u64 * 1_000 + 7), values[i]).unwrap();
+        assert_eq!(k.bucket.0, i as u64);
+        if i == 3 {
+            // SQLite stores an integral REAL as an integer, so a stored
+            // -0.0 reads back as +0.0 (as it always did): equal as numbers.
+            assert_eq!((e.summary.min, e.summary.max), (want.min, want.max));
+            assert_eq!(e.summary.min.to_bits(), 0);
+        } else {
+            assert_eq!(e.summary, want, "bit for bit");
+        }
+        assert_eq!(
+            (e.summary.first_ts, e.summary.last_ts),
+            (want.first_ts, want.last_ts)
+        );
+    }
+    let full: i64 = s
+        .conn
+        .query_row(
+            "SELECT count(*) FROM aggregate WHERE resolution = 0 AND min IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Only -0.0 (sum +0.0, min -0.0) needs its full row.
+    assert_eq!(full, 1);
+    // Coarser buckets hold many readings and are stored in full.
+    let minute = got
+        .iter()
+        .find(|(k, _)| k.resolution == Resolution::Minute && k.bucket.0 == 0)
+        .unwrap();
+    assert_eq!(minute.1.summary.count, 60);
+    assert_eq!(minute.1.summary.last_ts, Timestamp(59_007));
+}
+
+#[test]
+fn eviction_returns_every_freed_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&StoreOptions {
+        path: dir.path().join("edge.db"),
+        synchronous_full: false,
+        disk_budget_bytes: 64 * 1024,
+        keep_raw: true,
+        node_id: None,
+        cache_keys: 64,
+    })
+    .unwrap();
+    let mut evicted = false;
+    for b in 0..200u64 {
+        let items = (0..200u64)
+            .map(|i| {
+                Item::Reading(Sample {
+                    sensor: SensorId((i % 4) as u32),
+                    ts: Timestamp((b * 200 + i) * 1_000),
+                    value: i as f64,
+                })
+            })
+            .collect();
+        let r = s
+            .ingest(&[Submission {
+                origin: None,
+                items,
+            }])
+            .unwrap();
+        if r.evicted.raw > 0 || r.evicted.bucket_1s > 0 {
+            evicted = true;
+            // `PRAGMA incremental_vacuum` frees one page per step: all
+            // of them, not just the first.
+            let free: i64 = s
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(free, 0, "after batch {b}");
+        }
+    }
+    assert!(evicted);
+}
