@@ -105,7 +105,12 @@ fn assert_same(store: &SqliteStore, core: &AggregateState) -> Result<(), TestCas
     let merged: Vec<_> = core.iter_merged().collect();
     prop_assert_eq!(store_merged(store), merged);
     for n in NODES {
-        let v = store.nodes().unwrap().iter().find(|r| r.node == n).map_or(0, |r| r.version_high);
+        let v = store
+            .nodes()
+            .unwrap()
+            .iter()
+            .find(|r| r.node == n)
+            .map_or(0, |r| r.version_high);
         prop_assert_eq!(v, core.version_of(n));
     }
     Ok(())
@@ -130,9 +135,9 @@ proptest! {
             .map(|&(n, lo, hi)| (NODES[n], delta(&ops, n, lo, hi)))
             .collect();
         // Every node's full history, twice: the run converges, with duplicates.
-        for n in 0..NODES.len() {
-            batches.push((NODES[n], delta(&ops, n, 0, usize::MAX)));
-            batches.push((NODES[n], delta(&ops, n, 0, usize::MAX)));
+        for (n, node) in NODES.iter().enumerate() {
+            batches.push((*node, delta(&ops, n, 0, usize::MAX)));
+            batches.push((*node, delta(&ops, n, 0, usize::MAX)));
         }
         // A node that lost its counter: same version, another summary.
         for (n, idx, x) in &reuse {
@@ -226,8 +231,14 @@ fn malformed_entries_reject_the_whole_batch() {
         ((minute(1, 0), empty_with_data), "empty_entry"),
         ((minute(1, 0), empty), "empty_entry"),
         ((minute(1, 0), entry(0, 0, 1.0)), "version_out_of_range"),
-        ((minute(1, 0), entry(u64::MAX, 0, 1.0)), "version_out_of_range"),
-        ((minute(1, 0), entry(1 << 63, 0, 1.0)), "version_out_of_range"),
+        (
+            (minute(1, 0), entry(u64::MAX, 0, 1.0)),
+            "version_out_of_range",
+        ),
+        (
+            (minute(1, 0), entry(1 << 63, 0, 1.0)),
+            "version_out_of_range",
+        ),
         ((hostile_bucket, entry(3, 0, 1.0)), "bucket_out_of_range"),
         ((minute(1, 0), entry(3, 60_000, 1.0)), "time_outside_bucket"),
     ];
@@ -289,15 +300,27 @@ fn progress_is_monotonic_and_restores_hub_sync() {
             .apply_with(a, &[(minute(1, 0), entry(2, 0, 1.0))], p(8, 2))
             .unwrap();
         store.apply_with(b, &[], p(20, 9)).unwrap();
-        store.apply(b, &[(minute(2, 0), entry(12, 0, 3.0))]).unwrap();
+        store
+            .apply(b, &[(minute(2, 0), entry(12, 0, 3.0))])
+            .unwrap();
         let nodes = store.nodes().unwrap();
         assert_eq!(nodes.len(), 2);
         assert_eq!(
-            (nodes[0].node, nodes[0].version_high, nodes[0].watermark, nodes[0].last_seen_ms),
+            (
+                nodes[0].node,
+                nodes[0].version_high,
+                nodes[0].watermark,
+                nodes[0].last_seen_ms
+            ),
             (a, 4, 4, Some(8))
         );
         assert_eq!(
-            (nodes[1].node, nodes[1].version_high, nodes[1].watermark, nodes[1].last_seen_ms),
+            (
+                nodes[1].node,
+                nodes[1].version_high,
+                nodes[1].watermark,
+                nodes[1].last_seen_ms
+            ),
             (b, 12, 9, Some(20))
         );
     }
@@ -317,7 +340,10 @@ fn merged_and_per_node_respect_range_limit_and_node_order() {
     let mut core = AggregateState::new();
     for m in 0..10u64 {
         for (node, x) in [(hi, 0.1), (lo, 0.2)] {
-            let (k, e) = (minute(4, m * 60_000), entry(m + 1, m * 60_000 + 5, x * m as f64));
+            let (k, e) = (
+                minute(4, m * 60_000),
+                entry(m + 1, m * 60_000 + 5, x * m as f64),
+            );
             store.apply(node, &[(k, e)]).unwrap();
             core.join_entry(k, node, e);
         }
@@ -356,7 +382,15 @@ fn merged_and_per_node_respect_range_limit_and_node_order() {
         ..q
     };
     assert!(store.merged(&q3).unwrap().is_empty());
-    assert!(store.merged(&RangeQuery { sensor: SensorId(9), ..q }).unwrap().is_empty());
+    assert!(
+        store
+            .merged(&RangeQuery {
+                sensor: SensorId(9),
+                ..q
+            })
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -364,7 +398,9 @@ fn newer_schema_is_refused_and_durable_open_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/dir/hub.db");
     let mut store = SqliteStore::open(&path).unwrap();
-    store.apply(NodeId(1), &[(minute(1, 0), entry(1, 0, 1.0))]).unwrap();
+    store
+        .apply(NodeId(1), &[(minute(1, 0), entry(1, 0, 1.0))])
+        .unwrap();
     store.checkpoint().unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -376,7 +412,13 @@ fn newer_schema_is_refused_and_durable_open_works() {
     drop(conn);
     let err = SqliteStore::open(&path).unwrap_err();
     assert!(
-        matches!(err, MergeError::NewerSchema { found: 99, known: 1 }),
+        matches!(
+            err,
+            MergeError::NewerSchema {
+                found: 99,
+                known: 1
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.reason(), "database_newer");

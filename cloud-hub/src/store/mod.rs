@@ -182,7 +182,11 @@ impl MergeError {
 pub trait MergeStore {
     /// Joins `node`'s entries in one transaction (see [`MergeOutcome`]).
     /// Either the whole batch is applied or, on error, none of it.
-    fn apply(&mut self, node: NodeId, entries: &[(Key, Entry)]) -> Result<MergeOutcome, MergeError> {
+    fn apply(
+        &mut self,
+        node: NodeId,
+        entries: &[(Key, Entry)],
+    ) -> Result<MergeOutcome, MergeError> {
         self.apply_with(node, entries, None)
     }
 
@@ -249,10 +253,8 @@ pub(crate) fn validate_batch(
     for (index, (k, e)) in entries.iter().enumerate() {
         validate_entry(k, e).map_err(|reason| MergeError::Invalid { index, reason })?;
     }
-    if let Some(p) = progress {
-        if i64::try_from(p.watermark).is_err() {
-            return Err(MergeError::InvalidProgress("watermark_out_of_range"));
-        }
+    if progress.is_some_and(|p| i64::try_from(p.watermark).is_err()) {
+        return Err(MergeError::InvalidProgress("watermark_out_of_range"));
     }
     Ok(())
 }
