@@ -7,7 +7,8 @@ use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 use tributary_core::sync::{HubConfig, HubSync};
 use tributary_hub::store::{
-    MergeError, MergeOutcome, MergeStore, Progress, RangeQuery, SqliteOptions, SqliteStore,
+    MergeError, MergeOutcome, MergeStore, NodeBatch, Progress, RangeQuery, SqliteOptions,
+    SqliteStore,
 };
 
 /// Node ids on both sides of 2^63: SQLite orders the stored i64 bits
@@ -160,15 +161,29 @@ proptest! {
         let mut store = open(&dir);
         let mut core = AggregateState::new();
         let mut total = 0u64;
-        for (node, entries) in &chunks {
-            let mut changed = 0u64;
-            for (k, e) in entries {
-                changed += u64::from(core.join_entry(*k, *node, *e));
+        // One batch per transaction, or groups of several (apply_group).
+        let group = usize::try_from(seed % 4).unwrap() + 1;
+        for g in chunks.chunks(group) {
+            let mut expected = Vec::new();
+            for (node, entries) in g {
+                let mut changed = 0u64;
+                for (k, e) in entries {
+                    changed += u64::from(core.join_entry(*k, *node, *e));
+                }
+                // The same entries change the same state in the same order.
+                expected.push(MergeOutcome { applied: changed, stale: entries.len() as u64 - changed });
+                total += entries.len() as u64;
             }
-            let out = store.apply(*node, entries).unwrap();
-            // The same entries change the same state in the same order.
-            prop_assert_eq!(out, MergeOutcome { applied: changed, stale: entries.len() as u64 - changed });
-            total += entries.len() as u64;
+            let out = if let [(node, entries)] = g {
+                vec![store.apply(*node, entries).unwrap()]
+            } else {
+                let batches: Vec<NodeBatch<'_>> = g
+                    .iter()
+                    .map(|(node, entries)| NodeBatch { node: *node, entries, progress: None })
+                    .collect();
+                store.apply_group(&batches).unwrap()
+            };
+            prop_assert_eq!(out, expected);
         }
         assert_same(&store, &core)?;
 
@@ -269,6 +284,31 @@ fn malformed_entries_reject_the_whole_batch() {
         )
         .unwrap_err();
     assert_eq!(err.reason(), "watermark_out_of_range");
+    assert_eq!(
+        (store.all_entries().unwrap(), store.nodes().unwrap()),
+        before
+    );
+    // In a group, one invalid batch rejects the group, with its position.
+    let bad = [(minute(1, 0), entry(0, 0, 1.0))];
+    let good_batch = [good];
+    let group = [
+        NodeBatch {
+            node: n,
+            entries: &good_batch,
+            progress: None,
+        },
+        NodeBatch {
+            node: NodeId(8),
+            entries: &bad,
+            progress: None,
+        },
+    ];
+    let err = store.apply_group(&group).unwrap_err();
+    assert!(
+        matches!(&err, MergeError::InvalidBatch { batch: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "version_out_of_range");
     assert_eq!(
         (store.all_entries().unwrap(), store.nodes().unwrap()),
         before

@@ -65,6 +65,17 @@ pub struct Progress {
     pub watermark: u64,
 }
 
+/// One node's batch within [`MergeStore::apply_group`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeBatch<'a> {
+    /// The authenticated sender: the writer of every entry.
+    pub node: NodeId,
+    /// Its entries.
+    pub entries: &'a [(Key, Entry)],
+    /// Progress recorded with them.
+    pub progress: Option<Progress>,
+}
+
 /// The hub's bookkeeping for one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -121,6 +132,15 @@ pub enum MergeError {
         /// A stable reason (see the module docs).
         reason: &'static str,
     },
+    /// Batch `batch` of a group failed validation; nothing of the group
+    /// was applied.
+    #[error("batch {batch} of the group rejected: {source}")]
+    InvalidBatch {
+        /// The batch's index in the group.
+        batch: usize,
+        /// Why (an `Invalid` or `InvalidProgress`).
+        source: Box<MergeError>,
+    },
     /// The progress record was out of range; nothing was applied.
     #[error("progress rejected: {0}")]
     InvalidProgress(&'static str),
@@ -158,6 +178,7 @@ impl MergeError {
         match self {
             MergeError::Invalid { reason, .. } => reason,
             MergeError::InvalidProgress(r) => r,
+            MergeError::InvalidBatch { source, .. } => source.reason(),
             MergeError::Sqlite(_) => "sqlite",
             MergeError::Io { .. } => "io",
             MergeError::NewerSchema { .. } => "database_newer",
@@ -170,7 +191,9 @@ impl MergeError {
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            MergeError::Invalid { .. } | MergeError::InvalidProgress(_)
+            MergeError::Invalid { .. }
+                | MergeError::InvalidProgress(_)
+                | MergeError::InvalidBatch { .. }
         )
     }
 }
@@ -198,6 +221,15 @@ pub trait MergeStore {
         entries: &[(Key, Entry)],
         progress: Option<Progress>,
     ) -> Result<MergeOutcome, MergeError>;
+
+    /// Several nodes' batches in ONE transaction, in order: the sync shell
+    /// groups the deltas that arrive within a few milliseconds so that one
+    /// commit (one fsync, each hot page written once) serves many of them.
+    /// Validated entirely first: one invalid batch rejects the group
+    /// ([`MergeError::InvalidBatch`]); validate each delta on arrival
+    /// ([`validate_batch`]) so that a hostile node cannot reject others'.
+    /// Returns one outcome per batch.
+    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError>;
 
     /// Records that `node` was heard from at `seen_ms` (a `Hello`).
     fn touch(&mut self, node: NodeId, seen_ms: u64) -> Result<(), MergeError>;
@@ -245,8 +277,9 @@ pub fn validate_entry(key: &Key, entry: &Entry) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Validates a whole batch; the first failure, with its index.
-pub(crate) fn validate_batch(
+/// Validates a whole batch and its progress; the first failure, with the
+/// entry's index.
+pub fn validate_batch(
     entries: &[(Key, Entry)],
     progress: Option<&Progress>,
 ) -> Result<(), MergeError> {
@@ -255,6 +288,17 @@ pub(crate) fn validate_batch(
     }
     if progress.is_some_and(|p| i64::try_from(p.watermark).is_err()) {
         return Err(MergeError::InvalidProgress("watermark_out_of_range"));
+    }
+    Ok(())
+}
+
+/// Validates every batch of a group.
+pub(crate) fn validate_group(group: &[NodeBatch<'_>]) -> Result<(), MergeError> {
+    for (batch, b) in group.iter().enumerate() {
+        validate_batch(b.entries, b.progress.as_ref()).map_err(|e| MergeError::InvalidBatch {
+            batch,
+            source: Box::new(e),
+        })?;
     }
     Ok(())
 }

@@ -45,8 +45,8 @@ use tributary_core::ids::{NodeId, Timestamp};
 use tributary_core::summary::Summary;
 
 use super::{
-    MergeError, MergeOutcome, MergeStore, NodeBucket, NodeRecord, Progress, RangeQuery,
-    validate_batch,
+    MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket, NodeRecord, Progress, RangeQuery,
+    validate_batch, validate_group,
 };
 
 /// Version 1: aggregates and nodes.
@@ -368,57 +368,17 @@ impl MergeStore for SqliteStore {
         if entries.is_empty() && progress.is_none() {
             return Ok(MergeOutcome::default());
         }
-        let node_sql = to_sql(node.0);
-        // Dropping an uncommitted transaction rolls it back: an error
-        // anywhere below leaves nothing of the batch.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcome = MergeOutcome::default();
-        let mut version_high = 0u64;
-        {
-            let mut stmt = tx.prepare_cached(&self.upsert)?;
-            for (k, e) in entries {
-                let s = &e.summary;
-                let changed = stmt.execute(params![
-                    k.sensor.0,
-                    k.resolution as u8,
-                    to_sql(k.bucket.0),
-                    node_sql,
-                    to_sql(e.version),
-                    to_sql(s.count),
-                    to_sql(s.sum.to_bits()),
-                    to_sql(s.min.to_bits()),
-                    to_sql(s.max.to_bits()),
-                    to_sql(s.sum_sq.to_bits()),
-                    to_sql(s.first_ts.0),
-                    to_sql(s.last_ts.0),
-                ])?;
-                if changed > 0 {
-                    outcome.applied += 1;
-                } else {
-                    outcome.stale += 1;
-                }
-                version_high = version_high.max(e.version);
-            }
-        }
-        // Validated: versions and the watermark are at most i64::MAX, so
-        // the signed max() is the unsigned one.
-        tx.prepare_cached(
-            "INSERT INTO node (id, version_high, watermark, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET
-               version_high = max(node.version_high, excluded.version_high),
-               watermark = max(node.watermark, excluded.watermark),
-               last_seen_ms = coalesce(excluded.last_seen_ms, node.last_seen_ms)",
-        )?
-        .execute(params![
-            node_sql,
-            to_sql(version_high),
-            to_sql(progress.map_or(0, |p| p.watermark)),
-            progress.map(|p| to_sql(p.seen_ms)),
-        ])?;
-        tx.commit()?;
-        Ok(outcome)
+        let out = self.write(&[NodeBatch {
+            node,
+            entries,
+            progress,
+        }])?;
+        Ok(out.first().copied().unwrap_or_default())
+    }
+
+    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
+        validate_group(group)?;
+        self.write(group)
     }
 
     fn touch(&mut self, node: NodeId, seen_ms: u64) -> Result<(), MergeError> {
@@ -498,5 +458,68 @@ impl SqliteStore {
                 },
             )
             .optional()?)
+    }
+}
+
+impl SqliteStore {
+    /// Writes a validated group in one transaction.
+    fn write(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
+        // Dropping an uncommitted transaction rolls it back: an error
+        // anywhere below leaves nothing of the group.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        {
+            let mut upsert = tx.prepare_cached(&self.upsert)?;
+            // Validated: versions and the watermark are at most i64::MAX,
+            // so the signed max() is the unsigned one.
+            let mut node_row = tx.prepare_cached(
+                "INSERT INTO node (id, version_high, watermark, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET
+                   version_high = max(node.version_high, excluded.version_high),
+                   watermark = max(node.watermark, excluded.watermark),
+                   last_seen_ms = coalesce(excluded.last_seen_ms, node.last_seen_ms)",
+            )?;
+            for b in group {
+                let node_sql = to_sql(b.node.0);
+                let mut outcome = MergeOutcome::default();
+                let mut version_high = 0u64;
+                for (k, e) in b.entries {
+                    let s = &e.summary;
+                    let changed = upsert.execute(params![
+                        k.sensor.0,
+                        k.resolution as u8,
+                        to_sql(k.bucket.0),
+                        node_sql,
+                        to_sql(e.version),
+                        to_sql(s.count),
+                        to_sql(s.sum.to_bits()),
+                        to_sql(s.min.to_bits()),
+                        to_sql(s.max.to_bits()),
+                        to_sql(s.sum_sq.to_bits()),
+                        to_sql(s.first_ts.0),
+                        to_sql(s.last_ts.0),
+                    ])?;
+                    if changed > 0 {
+                        outcome.applied += 1;
+                    } else {
+                        outcome.stale += 1;
+                    }
+                    version_high = version_high.max(e.version);
+                }
+                if !b.entries.is_empty() || b.progress.is_some() {
+                    node_row.execute(params![
+                        node_sql,
+                        to_sql(version_high),
+                        to_sql(b.progress.map_or(0, |p| p.watermark)),
+                        b.progress.map(|p| to_sql(p.seen_ms)),
+                    ])?;
+                }
+                outcomes.push(outcome);
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
     }
 }
