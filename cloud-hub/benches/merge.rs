@@ -1,6 +1,8 @@
-//! Merge throughput into SQLite, durable (WAL, `synchronous = FULL`, one
-//! transaction per delta). One JSON line per result, each with baselines
-//! measured in the same run on the same entries:
+//! Merge throughput into SQLite, durable (WAL, `synchronous = FULL`), with
+//! one transaction per delta (`apply`) and with `GROUP` deltas per
+//! transaction (`apply_group`, what the sync shell does under load). One
+//! JSON line per result, each with baselines measured in the same run on the
+//! same entries and transactions:
 //!
 //! - `core_join`: the core's in-memory `AggregateState::join_entry` (the
 //!   upper bound: no storage at all);
@@ -23,12 +25,14 @@ use std::time::Instant;
 use rusqlite::params;
 use tributary_core::crdt::aggregate::{AggregateState, Entry, Key};
 use tributary_core::ids::{NodeId, SensorId, Timestamp};
-use tributary_hub::store::{MergeStore, SqliteOptions, SqliteStore};
+use tributary_hub::store::{MergeOutcome, MergeStore, NodeBatch, SqliteOptions, SqliteStore};
 
 const NODES: u64 = 8;
 const SENSORS: u32 = 100;
 const STEP_S: u64 = 10;
 const STEPS: u64 = 60;
+/// Deltas per transaction in the grouped run: two rounds of the fleet.
+const GROUP: usize = 16;
 /// 2023-11-14T22:13:20Z: a realistic epoch offset for bucket indices.
 const T0_MS: u64 = 1_700_000_000_000;
 
@@ -43,8 +47,10 @@ fn stream() -> Vec<Batch> {
             let node = NodeId(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1));
             for s in 0..STEP_S {
                 let t = T0_MS + (step * STEP_S + s) * 1_000 + i as u64;
-                for sensor in 0..SENSORS {
-                    let x = 20.0 + f64::from(sensor) * 0.1 + (t % 7_919) as f64 * 1e-3;
+                // A sensor belongs to one gateway: ids unique in the fleet.
+                for s in 0..SENSORS {
+                    let sensor = i as u32 * SENSORS + s;
+                    let x = 20.0 + f64::from(s) * 0.1 + (t % 7_919) as f64 * 1e-3;
                     state
                         .record_all_resolutions(node, SensorId(sensor), Timestamp(t), x)
                         .expect("finite reading");
@@ -82,8 +88,9 @@ fn core_join(batches: &[Batch]) -> f64 {
     secs
 }
 
-/// The same rows, `INSERT OR REPLACE`, same schema, pragmas, transactions.
-fn plain_insert(batches: &[Batch]) -> f64 {
+/// The same rows, `INSERT OR REPLACE`, same schema, pragmas, transactions
+/// (`group` deltas each).
+fn plain_insert(batches: &[Batch], group: usize) -> f64 {
     let dir = bench_dir();
     let path = dir.path().join("plain.db");
     drop(SqliteStore::open(&path).expect("open")); // same schema and pragmas
@@ -93,9 +100,9 @@ fn plain_insert(batches: &[Batch]) -> f64 {
     conn.pragma_update(None, "cache_size", -16384)
         .expect("pragma");
     let start = Instant::now();
-    for (node, entries) in batches {
+    for g in batches.chunks(group) {
         let tx = conn.transaction().expect("tx");
-        {
+        for (node, entries) in g {
             let mut st = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO aggregate (sensor, resolution, bucket, node, version,
@@ -127,57 +134,78 @@ fn plain_insert(batches: &[Batch]) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn main() {
-    let batches = stream();
-    let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
-    let per_batch = entries / batches.len() as u64;
-
-    let core_secs = core_join(&batches);
-    let plain_secs = plain_insert(&batches);
-
+/// Merges the stream into a fresh store, `group` deltas per transaction;
+/// then replays it. Returns (merge secs, replay secs, stored rows).
+fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
     let dir = bench_dir();
     let mut store =
         SqliteStore::open_with(&SqliteOptions::new(dir.path().join("hub.db"))).expect("open store");
-    let start = Instant::now();
-    let mut applied = 0;
-    for (node, e) in &batches {
-        applied += store.apply(*node, e).expect("apply").applied;
-    }
-    let merge_secs = start.elapsed().as_secs_f64();
-    assert_eq!(applied, entries, "a fresh store applies every entry");
+    let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
+    let run = |store: &mut SqliteStore| -> (f64, MergeOutcome) {
+        let start = Instant::now();
+        let mut total = MergeOutcome::default();
+        for g in batches.chunks(group) {
+            let nb: Vec<NodeBatch<'_>> = g
+                .iter()
+                .map(|(node, entries)| NodeBatch {
+                    node: *node,
+                    entries,
+                    progress: None,
+                })
+                .collect();
+            let outs = if let [b] = nb.as_slice() {
+                vec![store.apply(b.node, b.entries).expect("apply")]
+            } else {
+                store.apply_group(&nb).expect("apply_group")
+            };
+            for o in outs {
+                total.applied += o.applied;
+                total.stale += o.stale;
+            }
+        }
+        (start.elapsed().as_secs_f64(), total)
+    };
+    let (merge_secs, first) = run(&mut store);
+    assert_eq!(first.applied, entries, "a fresh store applies every entry");
+    let (replay_secs, again) = run(&mut store);
+    assert_eq!(again.stale, entries, "a replay applies nothing");
+    (merge_secs, replay_secs, store.entry_count().expect("count"))
+}
 
-    let start = Instant::now();
-    let mut stale = 0;
-    for (node, e) in &batches {
-        stale += store.apply(*node, e).expect("replay").stale;
-    }
-    let replay_secs = start.elapsed().as_secs_f64();
-    assert_eq!(stale, entries, "a replay applies nothing");
-
-    let stored = store.entry_count().expect("count");
-    for (name, secs) in [
-        ("merge_sqlite_durable", merge_secs),
-        ("merge_sqlite_durable_replay", replay_secs),
-    ] {
-        println!(
-            "{}",
-            serde_json::json!({
-                "bench": name,
-                "entries": entries,
-                "transactions": batches.len(),
-                "entries_per_transaction": per_batch,
-                "stored_rows": stored,
-                "nodes": NODES,
-                "sensors_per_node": SENSORS,
-                "durability": "WAL, synchronous=FULL, one transaction per delta",
-                "secs": secs,
-                "entries_per_s": rate(entries, secs),
-                "baseline": {
-                    "core_join_entries_per_s": rate(entries, core_secs),
-                    "sqlite_plain_insert_entries_per_s": rate(entries, plain_secs),
-                },
-                "goal_entries_per_s": 200_000,
-            })
-        );
+fn main() {
+    let batches = stream();
+    let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
+    let per_delta = entries / batches.len() as u64;
+    let core_secs = core_join(&batches);
+    for group in [1, GROUP] {
+        let plain_secs = plain_insert(&batches, group);
+        let (merge_secs, replay_secs, stored) = merge(&batches, group);
+        for (name, secs) in [
+            ("merge_sqlite_durable", merge_secs),
+            ("merge_sqlite_durable_replay", replay_secs),
+        ] {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": name,
+                    "entries": entries,
+                    "deltas": batches.len(),
+                    "entries_per_delta": per_delta,
+                    "deltas_per_transaction": group,
+                    "transactions": batches.len().div_ceil(group),
+                    "stored_rows": stored,
+                    "nodes": NODES,
+                    "sensors_per_node": SENSORS,
+                    "durability": "WAL, synchronous=FULL",
+                    "secs": secs,
+                    "entries_per_s": rate(entries, secs),
+                    "baseline": {
+                        "core_join_entries_per_s": rate(entries, core_secs),
+                        "sqlite_plain_insert_entries_per_s": rate(entries, plain_secs),
+                    },
+                    "goal_entries_per_s": 200_000,
+                })
+            );
+        }
     }
 }
