@@ -12,10 +12,22 @@
 //! # Schema and the upsert
 //!
 //! `aggregate` holds one row per (key, node). Its primary key is
-//! sensor-major, `(sensor, resolution, bucket, node)`, because the hub's
-//! hot read is one sensor's series over a time range (a 30-day 1-minute
-//! chart is one contiguous index range); the upsert's conflict target
-//! names the same columns. Each entry is one
+//! `(node, resolution, bucket, sensor)`: node-major, then time-major, the
+//! order in which a node's deltas arrive. A delta (10 s of 1 s buckets of
+//! all of a node's sensors, plus new versions of their current minute, hour
+//! and day) then lands in a few contiguous runs of pages, so a commit
+//! writes tens of pages rather than one per sensor: the bench measured
+//! ~430k entries/s this way against ~67k/s with a sensor-major key.
+//!
+//! Reads are one sensor's series: a partial index `(sensor, resolution,
+//! bucket) WHERE resolution >= 1` serves minute and coarser (a 30-day 1 m
+//! chart is one index range). It is cheap to keep because only a *new*
+//! bucket inserts into it (once a minute per sensor), never the updates of
+//! the current one. 1 s buckets (most of the inserts) are not indexed by
+//! sensor: a 1 s query seeks each node's time range and filters by sensor,
+//! fine for the short ranges 1 s is read at.
+//!
+//! Each entry is one
 //!
 //! ```sql
 //! INSERT ... ON CONFLICT (resolution, bucket, sensor, node) DO UPDATE SET ...
@@ -41,7 +53,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tributary_core::crdt::aggregate::{Entry, Key};
-use tributary_core::ids::{NodeId, Timestamp};
+use tributary_core::ids::{NodeId, Resolution, Timestamp};
 use tributary_core::summary::Summary;
 
 use super::{
@@ -64,8 +76,10 @@ CREATE TABLE aggregate (
     sum_sq_bits INTEGER NOT NULL,
     first_ts    INTEGER NOT NULL,
     last_ts     INTEGER NOT NULL,
-    PRIMARY KEY (sensor, resolution, bucket, node)
+    PRIMARY KEY (node, resolution, bucket, sensor)
 ) WITHOUT ROWID;
+CREATE INDEX aggregate_by_sensor ON aggregate (sensor, resolution, bucket)
+    WHERE resolution >= 1;
 
 CREATE TABLE node (
     id           INTEGER PRIMARY KEY,
@@ -311,10 +325,17 @@ impl SqliteStore {
             i64::try_from(lo).unwrap_or(i64::MAX),
             i64::try_from(hi).unwrap_or(i64::MAX),
         );
+        // The literal `resolution >= 1` lets the planner use the partial
+        // index; 1 s rows are found per node through the primary key.
+        let filter = if q.resolution == Resolution::Second {
+            "node IN (SELECT id FROM node) AND resolution = ?2 \
+             AND bucket >= ?3 AND bucket < ?4 AND sensor = ?1"
+        } else {
+            "sensor = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
+             AND resolution >= 1"
+        };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT bucket, node, version, {} FROM aggregate
-             WHERE sensor = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4
-             ORDER BY bucket",
+            "SELECT bucket, node, version, {} FROM aggregate WHERE {filter} ORDER BY bucket",
             SUMMARY_COLS.join(", ")
         ))?;
         let mut rows = stmt.query(params![q.sensor.0, q.resolution as u8, lo, hi])?;
@@ -344,10 +365,10 @@ impl SqliteStore {
     }
 }
 
-fn resolution_of(i: i64) -> rusqlite::Result<tributary_core::ids::Resolution> {
+fn resolution_of(i: i64) -> rusqlite::Result<Resolution> {
     usize::try_from(i)
         .ok()
-        .and_then(|i| tributary_core::ids::Resolution::ALL.get(i).copied())
+        .and_then(|i| Resolution::ALL.get(i).copied())
         .ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 1,
