@@ -16,6 +16,10 @@
 //! current 1 m, 1 h and 1 d buckets), interleaved across nodes. Then the
 //! same stream is replayed (every entry stale).
 //!
+//! Then the read side: the merged 1 m series of one sensor over 30 days
+//! (43,200 buckets) from a store holding `QUERY_SENSORS` such series,
+//! against the core computing `merged` for the same keys in memory.
+//!
 //! Run: `cargo bench -p tributary-hub --bench merge`. The database lives
 //! under `$TRIBUTARY_BENCH_DIR`, else the system temp dir: put it on the
 //! disk you mean to measure (a tmpfs makes fsync free).
@@ -24,8 +28,11 @@ use std::time::Instant;
 
 use rusqlite::params;
 use tributary_core::crdt::aggregate::{AggregateState, Entry, Key};
-use tributary_core::ids::{NodeId, SensorId, Timestamp};
-use tributary_hub::store::{MergeOutcome, MergeStore, NodeBatch, SqliteOptions, SqliteStore};
+use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::summary::Summary;
+use tributary_hub::store::{
+    MergeOutcome, MergeStore, NodeBatch, RangeQuery, SqliteOptions, SqliteStore,
+};
 
 const NODES: u64 = 8;
 const SENSORS: u32 = 100;
@@ -172,6 +179,77 @@ fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
     (merge_secs, replay_secs, store.entry_count().expect("count"))
 }
 
+/// Sensors with 30 days of 1 m buckets in the query benchmark.
+const QUERY_SENSORS: u32 = 50;
+const MINUTES_30D: u64 = 30 * 24 * 60;
+
+/// Median time of `merged` for one sensor's 30-day 1 m series, and of the
+/// core's in-memory `merged` for the same keys.
+fn query_30d() -> (f64, f64, u64) {
+    let dir = bench_dir();
+    let mut store = SqliteStore::open_with(&SqliteOptions::new(dir.path().join("query.db")))
+        .expect("open store");
+    let node = NodeId(7);
+    let first = T0_MS / 60_000;
+    let mut version = 0u64;
+    let mut core = AggregateState::new();
+    let mut batch = Vec::with_capacity(20_000);
+    for m in 0..MINUTES_30D {
+        for sensor in 0..QUERY_SENSORS {
+            version += 1;
+            let t = (first + m) * 60_000;
+            let mut summary =
+                Summary::of(Timestamp(t + 1), 20.0 + (m % 97) as f64 * 0.01).expect("finite");
+            summary.combine(&Summary::of(Timestamp(t + 59_000), 21.5).expect("finite"));
+            let key = Key::new(SensorId(sensor), Resolution::Minute, Bucket(first + m));
+            let entry = Entry { version, summary };
+            if sensor == 0 {
+                core.join_entry(key, node, entry);
+            }
+            batch.push((key, entry));
+        }
+        if batch.len() >= 20_000 {
+            store.apply(node, &batch).expect("seed");
+            batch.clear();
+        }
+    }
+    store.apply(node, &batch).expect("seed");
+    let q = RangeQuery {
+        sensor: SensorId(0),
+        resolution: Resolution::Minute,
+        from: Timestamp(first * 60_000),
+        to: Timestamp((first + MINUTES_30D) * 60_000),
+        limit: usize::MAX,
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut sql = Vec::new();
+    let mut mem = Vec::new();
+    let mut buckets = 0;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let series = store.merged(&q).expect("query");
+        sql.push(start.elapsed().as_secs_f64());
+        buckets = series.len() as u64;
+        let start = Instant::now();
+        let series: Vec<Summary> = (0..MINUTES_30D)
+            .map(|m| {
+                core.merged(&Key::new(
+                    SensorId(0),
+                    Resolution::Minute,
+                    Bucket(first + m),
+                ))
+            })
+            .collect();
+        mem.push(start.elapsed().as_secs_f64());
+        std::hint::black_box(series);
+    }
+    assert_eq!(buckets, MINUTES_30D);
+    (median(sql), median(mem), buckets)
+}
+
 fn main() {
     let batches = stream();
     let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
@@ -208,4 +286,16 @@ fn main() {
             );
         }
     }
+    let (sql_secs, mem_secs, buckets) = query_30d();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "query_merged_30d_1m_sqlite",
+            "buckets": buckets,
+            "stored_rows": u64::from(QUERY_SENSORS) * MINUTES_30D,
+            "sensors_stored": QUERY_SENSORS,
+            "median_ms": sql_secs * 1e3,
+            "baseline": { "core_merged_in_memory_median_ms": mem_secs * 1e3 },
+        })
+    );
 }
