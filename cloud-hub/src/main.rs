@@ -7,8 +7,10 @@
 //! configuration document. The merge itself is the core's CRDT join; the hub
 //! only persists and serves it.
 //!
-//! Status: a shell. The hub is issue #5; until it lands this binary only
-//! says so and exits with status 2, so no script mistakes it for a hub.
+//! Status: the library has the merge store and the embedded broker
+//! (`tributary_hub::{store, broker}`), but no service loop feeds deltas
+//! into the store yet (issue #5). Until that lands this binary only says so
+//! and exits with status 2, so no script mistakes it for a hub.
 
 fn main() -> std::process::ExitCode {
     eprintln!(

@@ -1,0 +1,301 @@
+//! Merge throughput into SQLite, durable (WAL, `synchronous = FULL`), with
+//! one transaction per delta (`apply`) and with `GROUP` deltas per
+//! transaction (`apply_group`, what the sync shell does under load). One
+//! JSON line per result, each with baselines measured in the same run on the
+//! same entries and transactions:
+//!
+//! - `core_join`: the core's in-memory `AggregateState::join_entry` (the
+//!   upper bound: no storage at all);
+//! - `sqlite_plain_insert`: `INSERT OR REPLACE` of the same rows into the
+//!   same table with the same pragmas and transactions (storage without
+//!   the version check).
+//!
+//! The workload is the sync stream of a fleet: `NODES` gateways, each with
+//! `SENSORS` sensors read at 1 Hz, shipping a delta every 10 s of what
+//! changed since the last one (new 1 s buckets plus new versions of the
+//! current 1 m, 1 h and 1 d buckets), interleaved across nodes. Then the
+//! same stream is replayed (every entry stale).
+//!
+//! Then the read side: the merged 1 m series of one sensor over 30 days
+//! (43,200 buckets) from a store holding `QUERY_SENSORS` such series,
+//! against the core computing `merged` for the same keys in memory.
+//!
+//! Run: `cargo bench -p tributary-hub --bench merge`. The database lives
+//! under `$TRIBUTARY_BENCH_DIR`, else the system temp dir: put it on the
+//! disk you mean to measure (a tmpfs makes fsync free).
+
+use std::time::Instant;
+
+use rusqlite::params;
+use tributary_core::crdt::aggregate::{AggregateState, Entry, Key};
+use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::summary::Summary;
+use tributary_hub::store::{
+    MergeOutcome, MergeStore, NodeBatch, RangeQuery, SqliteOptions, SqliteStore,
+};
+
+const NODES: u64 = 8;
+const SENSORS: u32 = 100;
+const STEP_S: u64 = 10;
+const STEPS: u64 = 60;
+/// Deltas per transaction in the grouped run: two rounds of the fleet.
+const GROUP: usize = 16;
+/// 2023-11-14T22:13:20Z: a realistic epoch offset for bucket indices.
+const T0_MS: u64 = 1_700_000_000_000;
+
+type Batch = (NodeId, Vec<(Key, Entry)>);
+
+fn stream() -> Vec<Batch> {
+    let mut states: Vec<AggregateState> = (0..NODES).map(|_| AggregateState::new()).collect();
+    let mut shipped = vec![0u64; NODES as usize];
+    let mut out = Vec::new();
+    for step in 0..STEPS {
+        for (i, state) in states.iter_mut().enumerate() {
+            let node = NodeId(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1));
+            for s in 0..STEP_S {
+                let t = T0_MS + (step * STEP_S + s) * 1_000 + i as u64;
+                // A sensor belongs to one gateway: ids unique in the fleet.
+                for s in 0..SENSORS {
+                    let sensor = i as u32 * SENSORS + s;
+                    let x = 20.0 + f64::from(s) * 0.1 + (t % 7_919) as f64 * 1e-3;
+                    state
+                        .record_all_resolutions(node, SensorId(sensor), Timestamp(t), x)
+                        .expect("finite reading");
+                }
+            }
+            let entries = state.node_entries_since(node, shipped[i]);
+            shipped[i] = state.version_of(node);
+            out.push((node, entries));
+        }
+    }
+    out
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("TRIBUTARY_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).expect("bench dir"),
+        None => tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+fn rate(entries: u64, secs: f64) -> f64 {
+    (entries as f64 / secs).round()
+}
+
+fn core_join(batches: &[Batch]) -> f64 {
+    let start = Instant::now();
+    let mut s = AggregateState::new();
+    for (node, entries) in batches {
+        for (k, e) in entries {
+            s.join_entry(*k, *node, *e);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::hint::black_box(&s);
+    secs
+}
+
+/// The same rows, `INSERT OR REPLACE`, same schema, pragmas, transactions
+/// (`group` deltas each).
+fn plain_insert(batches: &[Batch], group: usize) -> f64 {
+    let dir = bench_dir();
+    let path = dir.path().join("plain.db");
+    drop(SqliteStore::open(&path).expect("open")); // same schema and pragmas
+    let mut conn = rusqlite::Connection::open(&path).expect("open");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("pragma");
+    conn.pragma_update(None, "cache_size", -16384)
+        .expect("pragma");
+    let start = Instant::now();
+    for g in batches.chunks(group) {
+        let tx = conn.transaction().expect("tx");
+        for (node, entries) in g {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO aggregate (sensor, resolution, bucket, node, version,
+                     count, sum_bits, min_bits, max_bits, sum_sq_bits, first_ts, last_ts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .expect("prepare");
+            for (k, e) in entries {
+                let s = &e.summary;
+                st.execute(params![
+                    k.sensor.0,
+                    k.resolution as u8,
+                    k.bucket.0 as i64,
+                    node.0 as i64,
+                    e.version as i64,
+                    s.count as i64,
+                    s.sum.to_bits() as i64,
+                    s.min.to_bits() as i64,
+                    s.max.to_bits() as i64,
+                    s.sum_sq.to_bits() as i64,
+                    s.first_ts.0 as i64,
+                    s.last_ts.0 as i64,
+                ])
+                .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Merges the stream into a fresh store, `group` deltas per transaction;
+/// then replays it. Returns (merge secs, replay secs, stored rows).
+fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
+    let dir = bench_dir();
+    let mut store =
+        SqliteStore::open_with(&SqliteOptions::new(dir.path().join("hub.db"))).expect("open store");
+    let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
+    let run = |store: &mut SqliteStore| -> (f64, MergeOutcome) {
+        let start = Instant::now();
+        let mut total = MergeOutcome::default();
+        for g in batches.chunks(group) {
+            let nb: Vec<NodeBatch<'_>> = g
+                .iter()
+                .map(|(node, entries)| NodeBatch {
+                    node: *node,
+                    entries,
+                    progress: None,
+                })
+                .collect();
+            let outs = if let [b] = nb.as_slice() {
+                vec![store.apply(b.node, b.entries).expect("apply")]
+            } else {
+                store.apply_group(&nb).expect("apply_group")
+            };
+            for o in outs {
+                total.applied += o.applied;
+                total.stale += o.stale;
+            }
+        }
+        (start.elapsed().as_secs_f64(), total)
+    };
+    let (merge_secs, first) = run(&mut store);
+    assert_eq!(first.applied, entries, "a fresh store applies every entry");
+    let (replay_secs, again) = run(&mut store);
+    assert_eq!(again.stale, entries, "a replay applies nothing");
+    (merge_secs, replay_secs, store.entry_count().expect("count"))
+}
+
+/// Sensors with 30 days of 1 m buckets in the query benchmark.
+const QUERY_SENSORS: u32 = 50;
+const MINUTES_30D: u64 = 30 * 24 * 60;
+
+/// Median time of `merged` for one sensor's 30-day 1 m series, and of the
+/// core's in-memory `merged` for the same keys.
+fn query_30d() -> (f64, f64, u64) {
+    let dir = bench_dir();
+    let mut store = SqliteStore::open_with(&SqliteOptions::new(dir.path().join("query.db")))
+        .expect("open store");
+    let node = NodeId(7);
+    let first = T0_MS / 60_000;
+    let mut version = 0u64;
+    let mut core = AggregateState::new();
+    let mut batch = Vec::with_capacity(20_000);
+    for m in 0..MINUTES_30D {
+        for sensor in 0..QUERY_SENSORS {
+            version += 1;
+            let t = (first + m) * 60_000;
+            let mut summary =
+                Summary::of(Timestamp(t + 1), 20.0 + (m % 97) as f64 * 0.01).expect("finite");
+            summary.combine(&Summary::of(Timestamp(t + 59_000), 21.5).expect("finite"));
+            let key = Key::new(SensorId(sensor), Resolution::Minute, Bucket(first + m));
+            let entry = Entry { version, summary };
+            if sensor == 0 {
+                core.join_entry(key, node, entry);
+            }
+            batch.push((key, entry));
+        }
+        if batch.len() >= 20_000 {
+            store.apply(node, &batch).expect("seed");
+            batch.clear();
+        }
+    }
+    store.apply(node, &batch).expect("seed");
+    let q = RangeQuery {
+        sensor: SensorId(0),
+        resolution: Resolution::Minute,
+        from: Timestamp(first * 60_000),
+        to: Timestamp((first + MINUTES_30D) * 60_000),
+        limit: usize::MAX,
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut sql = Vec::new();
+    let mut mem = Vec::new();
+    let mut buckets = 0;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let series = store.merged(&q).expect("query");
+        sql.push(start.elapsed().as_secs_f64());
+        buckets = series.len() as u64;
+        let start = Instant::now();
+        let series: Vec<Summary> = (0..MINUTES_30D)
+            .map(|m| {
+                core.merged(&Key::new(
+                    SensorId(0),
+                    Resolution::Minute,
+                    Bucket(first + m),
+                ))
+            })
+            .collect();
+        mem.push(start.elapsed().as_secs_f64());
+        std::hint::black_box(series);
+    }
+    assert_eq!(buckets, MINUTES_30D);
+    (median(sql), median(mem), buckets)
+}
+
+fn main() {
+    let batches = stream();
+    let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
+    let per_delta = entries / batches.len() as u64;
+    let core_secs = core_join(&batches);
+    for group in [1, GROUP] {
+        let plain_secs = plain_insert(&batches, group);
+        let (merge_secs, replay_secs, stored) = merge(&batches, group);
+        for (name, secs) in [
+            ("merge_sqlite_durable", merge_secs),
+            ("merge_sqlite_durable_replay", replay_secs),
+        ] {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": name,
+                    "entries": entries,
+                    "deltas": batches.len(),
+                    "entries_per_delta": per_delta,
+                    "deltas_per_transaction": group,
+                    "transactions": batches.len().div_ceil(group),
+                    "stored_rows": stored,
+                    "nodes": NODES,
+                    "sensors_per_node": SENSORS,
+                    "durability": "WAL, synchronous=FULL",
+                    "secs": secs,
+                    "entries_per_s": rate(entries, secs),
+                    "baseline": {
+                        "core_join_entries_per_s": rate(entries, core_secs),
+                        "sqlite_plain_insert_entries_per_s": rate(entries, plain_secs),
+                    },
+                    "goal_entries_per_s": 200_000,
+                })
+            );
+        }
+    }
+    let (sql_secs, mem_secs, buckets) = query_30d();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "query_merged_30d_1m_sqlite",
+            "buckets": buckets,
+            "stored_rows": u64::from(QUERY_SENSORS) * MINUTES_30D,
+            "sensors_stored": QUERY_SENSORS,
+            "median_ms": sql_secs * 1e3,
+            "baseline": { "core_merged_in_memory_median_ms": mem_secs * 1e3 },
+        })
+    );
+}

@@ -1,0 +1,197 @@
+//! The embedded MQTT broker (rumqttd 0.20): the hub's zero set-up default
+//! (DESIGN.md §5). Gateways connect to it over plain TCP, MQTT 3.1.1.
+//!
+//! rumqttd's `Broker::start` blocks and never reports the address it bound,
+//! so [`EmbeddedBroker::start`] runs it on its own thread, resolves port 0
+//! to a free port first ([`free_local_port`]), and waits until a TCP
+//! connect succeeds (or the broker thread ends, which means it failed: a
+//! busy port, a bad address) before returning.
+//!
+//! rumqttd 0.20 has no shutdown call: the broker lives until the process
+//! exits. The hub runs one for its whole life, so that is acceptable; tests
+//! start one per test on its own port.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Settings of the embedded broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Where to listen (MQTT 3.1.1). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Most concurrent client connections.
+    pub max_connections: usize,
+    /// Largest PUBLISH payload accepted, in bytes; larger ones close the
+    /// connection.
+    pub max_payload_size: usize,
+    /// Most unacknowledged QoS 1 messages per connection.
+    pub max_inflight: usize,
+    /// How long a client has to send CONNECT after opening TCP.
+    pub connect_timeout: Duration,
+    /// `username → password`; `None` accepts any client (per-node
+    /// credentials are wired by the security part of issue #5).
+    pub credentials: Option<HashMap<String, String>>,
+    /// How long [`EmbeddedBroker::start`] waits for the listener.
+    pub ready_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            max_connections: 10_000,
+            // A delta is cut at 64 KiB by the gateways; headroom for framing.
+            max_payload_size: 256 * 1024,
+            max_inflight: 100,
+            connect_timeout: Duration::from_secs(30),
+            credentials: None,
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No free port could be reserved.
+    #[error("cannot find a free port on {addr}: {source}")]
+    NoFreePort {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configured address cannot be bound (in use, not local…).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The broker thread could not be spawned.
+    #[error("cannot spawn the broker thread: {0}")]
+    Spawn(std::io::Error),
+    /// The broker stopped before accepting connections (its log says why:
+    /// typically the address is in use).
+    #[error("broker on {0} stopped before accepting connections")]
+    Stopped(SocketAddr),
+    /// The listener did not accept a connection in time.
+    #[error("broker on {addr} not ready after {waited:?}")]
+    NotReady {
+        /// The address.
+        addr: SocketAddr,
+        /// How long we waited.
+        waited: Duration,
+    },
+}
+
+/// A running embedded broker.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    addr: SocketAddr,
+    thread: JoinHandle<()>,
+}
+
+/// A port on `ip` that was free a moment ago (bind port 0, read it, close).
+/// Another process may take it before the broker binds; the broker then
+/// fails to start with [`BrokerError::Stopped`] rather than misbehaving.
+pub fn free_local_port(ip: std::net::IpAddr) -> std::io::Result<u16> {
+    let l = TcpListener::bind(SocketAddr::new(ip, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+fn rumqttd_config(cfg: &BrokerConfig, listen: SocketAddr) -> Config {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: u16::try_from(cfg.connect_timeout.as_millis()).unwrap_or(u16::MAX),
+        max_payload_size: cfg.max_payload_size,
+        max_inflight_count: cfg.max_inflight,
+        auth: cfg.credentials.clone(),
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: "v4-hub".to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: cfg.max_connections,
+            max_outgoing_packet_count: 200,
+            // rumqttd's commit log: 10 segments of 100 MiB at most in memory.
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("v4-hub".to_owned(), server)])),
+        ..Config::default()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker and returns once it accepts TCP connections.
+    pub fn start(cfg: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
+        let mut addr = cfg.listen;
+        if addr.port() == 0 {
+            let port = free_local_port(addr.ip())
+                .map_err(|source| BrokerError::NoFreePort { addr, source })?;
+            addr.set_port(port);
+        } else {
+            // The readiness probe cannot tell rumqttd's listener from
+            // someone else's on the same port: check that it is ours to take.
+            drop(TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?);
+        }
+        let config = rumqttd_config(cfg, addr);
+        let thread = std::thread::Builder::new()
+            .name("mqtt-broker".to_owned())
+            .spawn(move || {
+                let mut broker = Broker::new(config);
+                // Returns only when every server thread has ended.
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "embedded broker failed");
+                }
+            })
+            .map_err(BrokerError::Spawn)?;
+        let started = Instant::now();
+        let probe = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        loop {
+            if thread.is_finished() {
+                return Err(BrokerError::Stopped(addr));
+            }
+            // A connect-then-drop probe; rumqttd logs it as a closed peer.
+            if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+                tracing::info!(%addr, "embedded MQTT broker listening");
+                return Ok(EmbeddedBroker { addr, thread });
+            }
+            if started.elapsed() >= cfg.ready_timeout {
+                return Err(BrokerError::NotReady {
+                    addr,
+                    waited: started.elapsed(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address it listens on (with the real port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the broker thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+}

@@ -1,0 +1,304 @@
+//! The hub's merge store: node deltas joined idempotently into durable
+//! storage (DESIGN.md §5, STYLE.md §6).
+//!
+//! The data model is the core's aggregate CRDT
+//! ([`tributary_core::crdt::aggregate`]): per key `(sensor, resolution,
+//! bucket)` one entry per node, and per (key, node) the entry with the
+//! higher version wins. Equal versions (a node that lost its counter and
+//! reused one) are broken by the core's total order over the summary bits
+//! (`Entry::supersedes`), so every replica, in memory or in a database,
+//! picks the same winner. The merged value of a key is the per-node
+//! summaries combined in ascending [`NodeId`] order, bit for bit what
+//! `AggregateState::merged` computes.
+//!
+//! [`MergeStore`] is the backend-neutral interface (SQLite now, PostgreSQL
+//! next); [`sqlite::SqliteStore`] is the default backend.
+//!
+//! # Validation
+//!
+//! A batch is checked entirely before anything is written: one bad entry
+//! rejects the whole batch ([`MergeError::Invalid`], with the entry's index
+//! and a stable reason), so a hostile or broken node cannot get half a
+//! batch merged. The checks are those of the wire decoder
+//! (`Delta::validate`) plus the storage limits:
+//!
+//! | reason | what |
+//! |---|---|
+//! | `version_out_of_range` | version 0 (versions start at 1) or above `i64::MAX` (SQL integers are signed; 2^63 writes is not a real node) |
+//! | `bucket_out_of_range` | `Bucket::is_valid` fails |
+//! | `empty_entry` | a summary with no reading |
+//! | `summary_not_finite`, `summary_bounds_inverted`, `empty_summary_with_data` | `Summary::validate` |
+//! | `time_outside_bucket` | `first_ts` or `last_ts` outside the entry's bucket |
+//! | `watermark_out_of_range` | a progress watermark above `i64::MAX` |
+
+pub mod sqlite;
+
+use tributary_core::crdt::aggregate::{Entry, Key};
+use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::summary::Summary;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// What one [`MergeStore::apply`] did. `applied + stale` is the number of
+/// entries in the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// Entries that changed the stored state (new, or superseding the
+    /// stored entry of that key and node), applied in batch order.
+    pub applied: u64,
+    /// Entries that changed nothing: the store already held that version or
+    /// a newer one (replays, late or reordered deliveries).
+    pub stale: u64,
+}
+
+/// The sync progress recorded together with a batch, in the same
+/// transaction (so the `Ack` the shell sends afterwards never claims more
+/// than is durable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The wall clock of the hub when the batch arrived (ms since the
+    /// epoch): the node's "last seen". The latest report wins, even if the
+    /// clock stepped back.
+    pub seen_ms: u64,
+    /// The node's contiguous watermark after this batch (`HubSync`'s
+    /// `watermark(node)`). Monotonic: a lower one changes nothing.
+    pub watermark: u64,
+}
+
+/// One node's batch within [`MergeStore::apply_group`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeBatch<'a> {
+    /// The authenticated sender: the writer of every entry.
+    pub node: NodeId,
+    /// Its entries.
+    pub entries: &'a [(Key, Entry)],
+    /// Progress recorded with them.
+    pub progress: Option<Progress>,
+}
+
+/// The hub's bookkeeping for one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The node.
+    pub node: NodeId,
+    /// The highest entry version received from it (merged or stale), as
+    /// the core's version vector counts it.
+    pub version_high: u64,
+    /// Every entry of the node up to this version is merged (what
+    /// `HubSync::restore` needs after a restart).
+    pub watermark: u64,
+    /// When the hub last accepted a message of it (hub wall ms); `None`
+    /// if only entries without [`Progress`] were applied.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// One node's entry of one bucket, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeBucket {
+    /// The first millisecond of the bucket.
+    pub bucket_start: Timestamp,
+    /// The writer.
+    pub node: NodeId,
+    /// Its version and summary.
+    pub entry: Entry,
+}
+
+/// A range of buckets of one sensor at one resolution: those whose start
+/// lies in `[from, to)`, oldest first, at most `limit` buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeQuery {
+    /// The sensor.
+    pub sensor: SensorId,
+    /// The bucket width.
+    pub resolution: Resolution,
+    /// Inclusive lower bound on the bucket start.
+    pub from: Timestamp,
+    /// Exclusive upper bound on the bucket start.
+    pub to: Timestamp,
+    /// Most buckets returned.
+    pub limit: usize,
+}
+
+/// Why a store operation failed. [`reason`](MergeError::reason) is a stable
+/// metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// An entry of the batch failed validation; nothing of the batch was
+    /// applied.
+    #[error("entry {index} rejected: {reason}")]
+    Invalid {
+        /// Its index in the batch.
+        index: usize,
+        /// A stable reason (see the module docs).
+        reason: &'static str,
+    },
+    /// Batch `batch` of a group failed validation; nothing of the group
+    /// was applied.
+    #[error("batch {batch} of the group rejected: {source}")]
+    InvalidBatch {
+        /// The batch's index in the group.
+        batch: usize,
+        /// Why (an `Invalid` or `InvalidProgress`).
+        source: Box<MergeError>,
+    },
+    /// The progress record was out of range; nothing was applied.
+    #[error("progress rejected: {0}")]
+    InvalidProgress(&'static str),
+    /// SQLite failed (I/O, full disk, corruption, locked…); the batch was
+    /// rolled back.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database directory could not be created.
+    #[error("cannot create directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer binary.
+    #[error(
+        "database newer than this binary: schema version {found}, this binary knows up to {known}"
+    )]
+    NewerSchema {
+        /// `user_version` in the file.
+        found: i64,
+        /// The newest version this binary has migrations for.
+        known: i64,
+    },
+    /// A stored value is outside what this binary writes.
+    #[error("corrupt store: {0}")]
+    Corrupt(&'static str),
+}
+
+impl MergeError {
+    /// Stable label for metrics (`rejected deltas by reason`) and logs:
+    /// the validation reason itself for rejected input.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MergeError::Invalid { reason, .. } => reason,
+            MergeError::InvalidProgress(r) => r,
+            MergeError::InvalidBatch { source, .. } => source.reason(),
+            MergeError::Sqlite(_) => "sqlite",
+            MergeError::Io { .. } => "io",
+            MergeError::NewerSchema { .. } => "database_newer",
+            MergeError::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// Whether the input was at fault (reject and count) rather than the
+    /// store (retry later, the node will re-send).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            MergeError::Invalid { .. }
+                | MergeError::InvalidProgress(_)
+                | MergeError::InvalidBatch { .. }
+        )
+    }
+}
+
+/// A durable, idempotent store of the aggregate CRDT. Every implementation
+/// must give, for any order, duplication and batching of the same entries,
+/// the same [`merged`](MergeStore::merged) values as the core's
+/// `AggregateState` join, bit for bit.
+pub trait MergeStore {
+    /// Joins `node`'s entries in one transaction (see [`MergeOutcome`]).
+    /// Either the whole batch is applied or, on error, none of it.
+    fn apply(
+        &mut self,
+        node: NodeId,
+        entries: &[(Key, Entry)],
+    ) -> Result<MergeOutcome, MergeError> {
+        self.apply_with(node, entries, None)
+    }
+
+    /// [`apply`](MergeStore::apply), also recording `progress` (last seen,
+    /// watermark) in the same transaction.
+    fn apply_with(
+        &mut self,
+        node: NodeId,
+        entries: &[(Key, Entry)],
+        progress: Option<Progress>,
+    ) -> Result<MergeOutcome, MergeError>;
+
+    /// Several nodes' batches in ONE transaction, in order: the sync shell
+    /// groups the deltas that arrive within a few milliseconds so that one
+    /// commit (one fsync, each hot page written once) serves many of them.
+    /// Validated entirely first: one invalid batch rejects the group
+    /// ([`MergeError::InvalidBatch`]); validate each delta on arrival
+    /// ([`validate_batch`]) so that a hostile node cannot reject others'.
+    /// Returns one outcome per batch.
+    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError>;
+
+    /// Records that `node` was heard from at `seen_ms` (a `Hello`).
+    fn touch(&mut self, node: NodeId, seen_ms: u64) -> Result<(), MergeError>;
+
+    /// The merged summary of each bucket in the range that has an entry:
+    /// `(bucket_start, summary)`, oldest first.
+    fn merged(&self, q: &RangeQuery) -> Result<Vec<(Timestamp, Summary)>, MergeError>;
+
+    /// The per-node entries of each bucket in the range (at most
+    /// `q.limit` buckets), by bucket then ascending node id.
+    fn per_node(&self, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError>;
+
+    /// Every known node, by ascending node id.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, MergeError>;
+
+    /// Every node's durable watermark, by node id: the argument of
+    /// `HubSync::restore` after a restart.
+    fn watermarks(&self) -> Result<Vec<(NodeId, u64)>, MergeError> {
+        Ok(self
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.node, n.watermark))
+            .collect())
+    }
+}
+
+/// Checks one entry (see the module docs for the reasons).
+pub fn validate_entry(key: &Key, entry: &Entry) -> Result<(), &'static str> {
+    if entry.version == 0 || i64::try_from(entry.version).is_err() {
+        return Err("version_out_of_range");
+    }
+    if !key.bucket.is_valid(key.resolution) {
+        return Err("bucket_out_of_range");
+    }
+    let s = &entry.summary;
+    if s.is_empty() {
+        return Err("empty_entry");
+    }
+    s.validate()?;
+    if !(key.bucket.contains(key.resolution, s.first_ts)
+        && key.bucket.contains(key.resolution, s.last_ts))
+    {
+        return Err("time_outside_bucket");
+    }
+    Ok(())
+}
+
+/// Validates a whole batch and its progress; the first failure, with the
+/// entry's index.
+pub fn validate_batch(
+    entries: &[(Key, Entry)],
+    progress: Option<&Progress>,
+) -> Result<(), MergeError> {
+    for (index, (k, e)) in entries.iter().enumerate() {
+        validate_entry(k, e).map_err(|reason| MergeError::Invalid { index, reason })?;
+    }
+    if progress.is_some_and(|p| i64::try_from(p.watermark).is_err()) {
+        return Err(MergeError::InvalidProgress("watermark_out_of_range"));
+    }
+    Ok(())
+}
+
+/// Validates every batch of a group.
+pub(crate) fn validate_group(group: &[NodeBatch<'_>]) -> Result<(), MergeError> {
+    for (batch, b) in group.iter().enumerate() {
+        validate_batch(b.entries, b.progress.as_ref()).map_err(|e| MergeError::InvalidBatch {
+            batch,
+            source: Box::new(e),
+        })?;
+    }
+    Ok(())
+}
