@@ -171,6 +171,19 @@ pub enum MergeError {
     Corrupt(&'static str),
 }
 
+impl From<tributary_sqlite::Error> for MergeError {
+    fn from(e: tributary_sqlite::Error) -> MergeError {
+        match e {
+            tributary_sqlite::Error::Io { path, source } => MergeError::Io { path, source },
+            tributary_sqlite::Error::Sqlite(e) => MergeError::Sqlite(e),
+            tributary_sqlite::Error::NoWal => MergeError::Corrupt("journal_mode WAL refused"),
+            tributary_sqlite::Error::NewerSchema { found, known } => {
+                MergeError::NewerSchema { found, known }
+            }
+        }
+    }
+}
+
 impl MergeError {
     /// Stable label for metrics (`rejected deltas by reason`) and logs:
     /// the validation reason itself for rejected input.

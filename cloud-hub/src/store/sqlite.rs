@@ -192,29 +192,6 @@ fn summary_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Summary> {
     })
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), MergeError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Read under the write lock: another process may have migrated meanwhile.
-    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let latest = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if current > latest {
-        return Err(MergeError::NewerSchema {
-            found: current,
-            known: latest,
-        });
-    }
-    if current == latest {
-        return Ok(());
-    }
-    let done = usize::try_from(current).unwrap_or(0);
-    for m in MIGRATIONS.iter().skip(done) {
-        tx.execute_batch(m)?;
-    }
-    tx.pragma_update(None, "user_version", latest)?;
-    tx.commit()?;
-    Ok(())
-}
-
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`
     /// with durable settings.
@@ -224,30 +201,20 @@ impl SqliteStore {
 
     /// Opens with explicit options.
     pub fn open_with(opts: &SqliteOptions) -> Result<SqliteStore, MergeError> {
-        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| MergeError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut conn = Connection::open(&opts.path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(MergeError::Corrupt("journal_mode WAL refused"));
-        }
-        let sync = if opts.synchronous_full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // 16 MiB of page cache: the hot part of the key index stays resident.
-        conn.pragma_update(None, "cache_size", -16384)?;
-        conn.set_prepared_statement_cache_capacity(32);
-        migrate(&mut conn)?;
+        let mut conn = tributary_sqlite::open(
+            &opts.path,
+            &tributary_sqlite::Pragmas {
+                synchronous_full: opts.synchronous_full,
+                // 16 MiB of page cache: the hot part of the key index stays
+                // resident.
+                cache_kib: 16_384,
+                statement_cache: 32,
+                // The hub does not evict (yet): no incremental vacuum.
+                incremental_vacuum: false,
+                busy_timeout: BUSY_TIMEOUT,
+            },
+        )?;
+        tributary_sqlite::migrate(&mut conn, MIGRATIONS)?;
         Ok(SqliteStore {
             conn,
             upsert: upsert_sql(),

@@ -98,6 +98,19 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl From<tributary_sqlite::Error> for StoreError {
+    fn from(e: tributary_sqlite::Error) -> StoreError {
+        match e {
+            tributary_sqlite::Error::Io { path, source } => StoreError::Io { path, source },
+            tributary_sqlite::Error::Sqlite(e) => StoreError::Sqlite(e),
+            tributary_sqlite::Error::NoWal => StoreError::Corrupt("journal_mode WAL refused"),
+            tributary_sqlite::Error::NewerSchema { found, known } => {
+                StoreError::NewerSchema { found, known }
+            }
+        }
+    }
+}
+
 impl StoreError {
     /// Stable metric label.
     pub fn reason(&self) -> &'static str {

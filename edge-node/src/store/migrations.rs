@@ -6,10 +6,6 @@
 //! `user_version`, so a crash leaves either the old or the new schema.
 //! Shipped migrations are never edited; a change is a new entry.
 
-use rusqlite::{Connection, TransactionBehavior};
-
-use super::StoreError;
-
 /// Version 1: the whole store.
 ///
 /// - `meta`: single integer values (node id, version high, hub watermark,
@@ -105,32 +101,3 @@ CREATE INDEX alert_open ON alert (sensor, at) WHERE resolved_at IS NULL;
 
 /// Every migration, in order.
 pub(crate) const MIGRATIONS: &[&str] = &[V1];
-
-/// The schema version this binary writes.
-pub(crate) fn latest() -> i64 {
-    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
-}
-
-/// Brings the database to [`latest`], or refuses one that is newer.
-pub(crate) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Read under the write lock: another process may have migrated meanwhile.
-    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let latest = latest();
-    if current > latest {
-        return Err(StoreError::NewerSchema {
-            found: current,
-            known: latest,
-        });
-    }
-    if current == latest {
-        return Ok(());
-    }
-    let done = usize::try_from(current).unwrap_or(0);
-    for m in MIGRATIONS.iter().skip(done) {
-        tx.execute_batch(m)?;
-    }
-    tx.pragma_update(None, "user_version", latest)?;
-    tx.commit()?;
-    Ok(())
-}

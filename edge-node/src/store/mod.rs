@@ -247,33 +247,20 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating if needed) the database.
     pub fn open(opts: &StoreOptions) -> Result<Store, StoreError> {
-        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut conn = Connection::open(&opts.path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Must precede the first table; a no-op on an existing file.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt("journal_mode WAL refused"));
-        }
-        let sync = if opts.synchronous_full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // 8 MiB of page cache (default 2 MiB): the table's tail, the hot
-        // part of the key index and the raw table's tail stay resident.
-        conn.pragma_update(None, "cache_size", -8192)?;
-        conn.set_prepared_statement_cache_capacity(64);
-        migrations::apply(&mut conn)?;
+        let mut conn = tributary_sqlite::open(
+            &opts.path,
+            &tributary_sqlite::Pragmas {
+                synchronous_full: opts.synchronous_full,
+                // 8 MiB of page cache (default 2 MiB): the table's tail, the
+                // hot part of the key index and the raw table's tail stay
+                // resident.
+                cache_kib: 8192,
+                statement_cache: 64,
+                incremental_vacuum: true,
+                busy_timeout: BUSY_TIMEOUT,
+            },
+        )?;
+        tributary_sqlite::migrate(&mut conn, migrations::MIGRATIONS)?;
 
         let node = Self::node_identity(&conn, opts.node_id)?;
         let get = |k: &str| -> Result<u64, StoreError> {

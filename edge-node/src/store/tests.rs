@@ -46,7 +46,10 @@ fn pragmas_are_set_on_a_new_file() {
     assert_eq!(q("foreign_keys"), "Integer(1)");
     assert_eq!(
         q("user_version"),
-        format!("Integer({})", migrations::latest())
+        format!(
+            "Integer({})",
+            tributary_sqlite::latest(migrations::MIGRATIONS)
+        )
     );
 }
 
