@@ -204,9 +204,12 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
 fn init_logging(config: &Config) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .with_context(|| format!("log.filter `{}`", config.log.filter))?;
+    // No colour codes when stderr is the journal or a file.
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr);
+        .with_writer(io::stderr)
+        .with_ansi(ansi);
     match config.log.format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -91,3 +91,22 @@ fn print_config_prints_the_commented_default_and_run_refuses_bad_config() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("http.listen"));
 }
+
+#[test]
+fn a_database_from_a_newer_binary_is_refused_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("edge.sqlite3")).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let run = edge()
+        .args(["run", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    // 2, not 1: systemd's RestartPreventExitStatus=2 stops a restart loop.
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("newer than this binary"), "{stderr}");
+    // No colour codes when stderr is not a terminal.
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
