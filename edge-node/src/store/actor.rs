@@ -12,11 +12,11 @@
 //! lives in the database, never in the mailbox.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use tributary_core::codec::v1;
-use tributary_core::ids::{NodeId, Timestamp};
+use tributary_core::ids::NodeId;
 
 use super::{
     AggregateQuery, AggregateRow, AlertQuery, BatchResult, NewAlert, Outcome, ResolvedAlert, Store,
@@ -181,13 +181,6 @@ impl StoreActor {
         }
         res
     }
-
-    fn now() -> Timestamp {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Timestamp::from_millis(ms)
-    }
 }
 
 impl Handler<StoreBatch> for StoreActor {
@@ -245,7 +238,7 @@ impl Handler<RecordAlert> for StoreActor {
     type Result = Result<StoredAlert, StoreError>;
 
     fn handle(&mut self, msg: RecordAlert, ctx: &mut Self::Context) -> Self::Result {
-        let now = Self::now();
+        let now = crate::ingest::wall_clock();
         self.run("record_alert", ctx, |s| s.record_alert(&msg.0, now))
     }
 }
