@@ -8,4 +8,5 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod metrics;
 pub mod store;

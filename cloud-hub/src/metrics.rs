@@ -1,0 +1,143 @@
+//! Every Prometheus metric the hub exports, in one registry, served at
+//! `/metrics` in the text format. Names are public API (STYLE.md §5): add
+//! and deprecate, never rename. Labels take bounded value sets only
+//! (message kinds, reasons, routes); node ids go in log spans, except the
+//! per-node lag gauge, whose cardinality is the fleet size by design.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// One label, `("name", "value")`, both from bounded sets.
+pub type Label1 = [(&'static str, &'static str); 1];
+/// Two labels.
+pub type Label2 = [(&'static str, &'static str); 2];
+
+/// The hub's metrics. Cheap to clone (every field is an `Arc` inside).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Sync messages received, by kind (`tributary_hub_sync_messages_total{kind}`).
+    pub sync_messages: Family<Label1, Counter>,
+    /// Sync messages refused, by reason
+    /// (`tributary_hub_sync_rejected_total{reason}`): undecodable payloads,
+    /// a topic naming another node, invalid deltas, unexpected kinds.
+    pub sync_rejected: Family<Label1, Counter>,
+    /// Delta entries merged, by outcome
+    /// (`tributary_hub_merge_entries_total{outcome="applied|stale"}`).
+    pub merge_entries: Family<Label1, Counter>,
+    /// Time to commit one merge group (`tributary_hub_merge_commit_seconds`).
+    pub merge_commit_seconds: Histogram,
+    /// Deltas per merge transaction (`tributary_hub_merge_group_deltas`).
+    pub merge_group_deltas: Histogram,
+    /// Merge transactions that failed (`tributary_hub_merge_errors_total`).
+    pub merge_errors: Counter,
+    /// Alerts received, by outcome
+    /// (`tributary_hub_alerts_total{outcome="new|duplicate"}`).
+    pub alerts: Family<Label1, Counter>,
+    /// Whether the hub's MQTT client is connected to the broker
+    /// (`tributary_hub_mqtt_connected`, 0 or 1).
+    pub mqtt_connected: Gauge,
+    /// Publishes the hub could not hand to its MQTT client
+    /// (`tributary_hub_publish_failed_total`); the node re-sends.
+    pub publish_failed: Counter,
+    /// HTTP responses, by route pattern and status class
+    /// (`tributary_hub_http_responses_total{route, class="2xx|4xx|5xx"}`).
+    pub http_responses: Family<Label2, Counter>,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 50 µs .. ~3.3 s: a group commit with synchronous=FULL.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Arc::default(),
+            sync_messages: Family::default(),
+            sync_rejected: Family::default(),
+            merge_entries: Family::default(),
+            merge_commit_seconds: seconds_histogram(),
+            // 1 .. 4096 deltas per transaction.
+            merge_group_deltas: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            merge_errors: Counter::default(),
+            alerts: Family::default(),
+            mqtt_connected: Gauge::default(),
+            publish_failed: Counter::default(),
+            http_responses: Family::default(),
+        };
+        let mut r = Registry::with_prefix("tributary_hub");
+        // The registry holds clones of the same `Arc`-backed handles.
+        r.register(
+            "sync_messages",
+            "Sync messages received, by kind",
+            m.sync_messages.clone(),
+        );
+        r.register(
+            "sync_rejected",
+            "Sync messages refused, by reason",
+            m.sync_rejected.clone(),
+        );
+        r.register(
+            "merge_entries",
+            "Delta entries merged, by outcome",
+            m.merge_entries.clone(),
+        );
+        r.register(
+            "merge_commit_seconds",
+            "Time to commit one merge group",
+            m.merge_commit_seconds.clone(),
+        );
+        r.register(
+            "merge_group_deltas",
+            "Deltas per merge transaction",
+            m.merge_group_deltas.clone(),
+        );
+        r.register(
+            "merge_errors",
+            "Merge transactions that failed",
+            m.merge_errors.clone(),
+        );
+        r.register("alerts", "Alerts received, by outcome", m.alerts.clone());
+        r.register(
+            "mqtt_connected",
+            "Whether the hub's MQTT client is connected",
+            m.mqtt_connected.clone(),
+        );
+        r.register(
+            "publish_failed",
+            "Publishes the MQTT client refused",
+            m.publish_failed.clone(),
+        );
+        r.register(
+            "http_responses",
+            "HTTP responses, by route and status class",
+            m.http_responses.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
