@@ -184,6 +184,7 @@ pub fn ack() -> Message {
         node: NODE,
         upto: 4_003,
         credit: None,
+        alert: None,
     })
 }
 

@@ -6,7 +6,24 @@ use alloc::vec::Vec;
 use super::{SyncError, kind};
 use crate::codec::v1::{Ack, Delta, Message, Resume};
 use crate::crdt::aggregate::AggregateState;
+use crate::hlc::Hlc;
 use crate::ids::NodeId;
+
+/// Where the hub joins the entries of a valid `Delta`: the core's
+/// in-memory [`AggregateState`], or a shell that collects them for one
+/// durable transaction (the hub's SQLite/PostgreSQL merge store).
+pub trait MergeSink {
+    /// Joins every entry of `delta`, written by `node`.
+    fn join_delta(&mut self, node: NodeId, delta: &Delta);
+}
+
+impl MergeSink for AggregateState {
+    fn join_delta(&mut self, node: NodeId, delta: &Delta) {
+        for (key, entry) in delta.entries() {
+            self.join_entry(key, node, entry);
+        }
+    }
+}
 
 /// Limits of the hub side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,12 +135,14 @@ impl HubSync {
 
     /// A message from the authenticated node `sender`: answers a `Hello`
     /// with `Resume`, joins a `Delta` into `state` and answers with `Ack`.
+    /// `Alert`s are the shell's to store; it answers each with
+    /// [`alert_ack`](Self::alert_ack) once stored.
     pub fn on_message(
         &mut self,
         sender: NodeId,
         msg: Message,
         now_ms: u64,
-        state: &mut AggregateState,
+        state: &mut impl MergeSink,
     ) -> Result<Vec<Message>, SyncError> {
         if msg.node() != sender {
             // A node may only write its own entries (DESIGN.md §5).
@@ -147,20 +166,32 @@ impl HubSync {
         }
     }
 
+    /// The answer to `sender`'s alert `hlc` once the shell has stored it
+    /// durably: an `Ack` naming the alert and carrying the node's current
+    /// watermark (which the node treats like any other `Ack`).
+    pub fn alert_ack(&mut self, sender: NodeId, hlc: Hlc, now_ms: u64) -> Message {
+        let p = self.nodes.entry(sender).or_default();
+        p.last_seen_ms = now_ms;
+        Message::Ack(Ack {
+            node: sender,
+            upto: p.watermark,
+            credit: self.cfg.credit,
+            alert: Some(hlc),
+        })
+    }
+
     fn on_delta(
         &mut self,
         sender: NodeId,
         d: &Delta,
         now_ms: u64,
-        state: &mut AggregateState,
+        state: &mut impl MergeSink,
     ) -> Result<Vec<Message>, SyncError> {
         // `decode` validates already; a shell that got the message another
         // way must not be able to skip it.
         d.validate().map_err(SyncError::InvalidDelta)?;
         // Joined at once, even out of order: no data waits, only the ack.
-        for (key, entry) in d.entries() {
-            state.join_entry(key, sender, entry);
-        }
+        state.join_delta(sender, d);
         let max_ranges = self.cfg.max_ranges;
         let p = self.nodes.entry(sender).or_default();
         p.last_seen_ms = now_ms;
@@ -169,6 +200,7 @@ impl HubSync {
             node: sender,
             upto: p.watermark,
             credit: self.cfg.credit,
+            alert: None,
         })])
     }
 }
@@ -320,6 +352,7 @@ mod tests {
             node: N,
             upto: 1,
             credit: None,
+            alert: None,
         });
         assert_eq!(
             h.on_message(N, ack, 0, &mut s),
@@ -338,5 +371,50 @@ mod tests {
         let r = HubSync::restore(HubConfig::default(), h.watermarks());
         assert_eq!(r.watermark(N), 2);
         assert_eq!(r.watermarks().collect::<Vec<_>>(), vec![(N, 2)]);
+    }
+
+    /// A shell's sink: collects deltas for one transaction instead of
+    /// joining them in memory.
+    #[derive(Default)]
+    struct Collect(Vec<(NodeId, u64, u64, usize)>);
+
+    impl MergeSink for Collect {
+        fn join_delta(&mut self, node: NodeId, d: &Delta) {
+            self.0.push((node, d.from, d.to, d.entries().count()));
+        }
+    }
+
+    #[test]
+    fn a_collecting_sink_sees_exactly_the_valid_deltas() {
+        let mut h = HubSync::new(HubConfig::default());
+        let mut sink = Collect::default();
+        h.on_message(N, delta(N, 0, 2), 0, &mut sink).unwrap();
+        assert!(
+            h.on_message(NodeId(9), delta(N, 2, 3), 0, &mut sink)
+                .is_err()
+        );
+        h.on_message(N, delta(N, 2, 2), 0, &mut sink).unwrap();
+        assert_eq!(sink.0, vec![(N, 0, 2, 1), (N, 2, 2, 0)]);
+        assert_eq!(h.watermark(N), 2);
+    }
+
+    #[test]
+    fn alert_ack_names_the_alert_and_carries_the_watermark() {
+        let mut h = HubSync::new(HubConfig {
+            credit: Some(500),
+            ..HubConfig::default()
+        });
+        let mut s = AggregateState::new();
+        h.on_message(N, delta(N, 0, 2), 0, &mut s).unwrap();
+        assert_eq!(
+            h.alert_ack(N, Hlc::from_u64(77), 9),
+            Message::Ack(Ack {
+                node: N,
+                upto: 2,
+                credit: Some(500),
+                alert: Some(Hlc::from_u64(77)),
+            })
+        );
+        assert_eq!(h.last_seen_ms(N), Some(9));
     }
 }

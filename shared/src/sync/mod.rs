@@ -46,7 +46,7 @@ mod hub;
 pub mod link;
 mod node;
 
-pub use hub::{HubConfig, HubSync};
+pub use hub::{HubConfig, HubSync, MergeSink};
 pub use node::{NodeConfig, NodeSync};
 
 use alloc::vec::Vec;

@@ -226,6 +226,7 @@ impl NodeSync {
                 node: r.node,
                 upto: r.watermark,
                 credit: None,
+                alert: None,
             };
             return Ok(if self.conn == Conn::Streaming {
                 self.on_ack(ack, now_ms, src)
@@ -427,6 +428,7 @@ mod tests {
             node: N,
             upto,
             credit: None,
+            alert: None,
         })
     }
 
@@ -554,6 +556,7 @@ mod tests {
             node: NodeId(4),
             upto: 4,
             credit: None,
+            alert: None,
         });
         assert_eq!(
             n.on_message(other, 0, &src).unwrap_err().reason(),

@@ -26,7 +26,7 @@
 //! use tributary_core::codec::DecodeError;
 //! use tributary_core::ids::NodeId;
 //!
-//! let msg = Message::Ack(Ack { node: NodeId(7), upto: 42, credit: None });
+//! let msg = Message::Ack(Ack { node: NodeId(7), upto: 42, credit: None, alert: None });
 //! let bytes = v1::encode(&msg);
 //! assert_eq!(bytes[0], v1::WIRE_VERSION);
 //! assert_eq!(v1::decode(&bytes), Ok(msg.clone()));

@@ -71,6 +71,12 @@ pub struct Ack {
     /// Flow control, as in [`Resume`].
     #[n(2)]
     pub credit: Option<u32>,
+    /// The alert (by its `hlc`; the node is `node`) this ack answers: the
+    /// hub stored it durably, so the node may stop re-sending it. `None`
+    /// for the answer to a `Delta`. Alerts have no place in the version
+    /// order, so they are acknowledged one by one rather than by `upto`.
+    #[n(3)]
+    pub alert: Option<Hlc>,
 }
 
 /// Node → hub: every entry the node wrote with a version in `(from, to]`,

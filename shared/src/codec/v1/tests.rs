@@ -220,8 +220,14 @@ fn message_with(max_entries: usize) -> impl Strategy<Value = Message> {
             })
         ),
         delta(max_entries).prop_map(Message::Delta),
-        (node(), any::<u64>(), prop::option::of(any::<u32>()))
-            .prop_map(|(node, upto, credit)| Message::Ack(Ack { node, upto, credit })),
+        (node(), any::<u64>(), prop::option::of(any::<u32>())).prop_map(|(node, upto, credit)| {
+            Message::Ack(Ack {
+                node,
+                upto,
+                credit,
+                alert: None,
+            })
+        }),
         alert().prop_map(Message::Alert),
         (node(), prop::collection::vec(any::<u8>(), 0..200)).prop_map(|(node, sync)| {
             Message::Config(ConfigSync {
@@ -560,6 +566,7 @@ fn other_wire_versions_are_unsupported() {
         node: NodeId(7),
         upto: 42,
         credit: None,
+        alert: None,
     }));
     for version in [0x00, 0x02, 0xff] {
         let mut bytes = ack.clone();
@@ -629,6 +636,7 @@ fn a_stream_prefix_that_cannot_finish_within_the_limit_is_too_large() {
         node: NodeId(7),
         upto: 42,
         credit: Some(1),
+        alert: None,
     });
     let mut stream = encode(&ack);
     let used = stream.len();
@@ -820,12 +828,12 @@ fn deep_nesting_does_not_overflow_the_stack() {
         assert!(decode(&bytes).is_err());
         assert!(decode_prefix(&bytes).is_err());
 
-        // As an unknown trailing field of an Ack, [3, [7, 42, null, …]],
+        // As an unknown trailing field of an Ack, [3, [7, 42, null, null, …]],
         // and as an unknown trailing element of the message wrapper,
         // [3, [7, 42], …]: the decoder skips both (forward compatibility),
         // and the skip must be iterative.
         let heads: [&[u8]; 2] = [
-            &[WIRE_VERSION, 0x82, 0x03, 0x84, 0x07, 0x18, 0x2a, 0xf6],
+            &[WIRE_VERSION, 0x82, 0x03, 0x85, 0x07, 0x18, 0x2a, 0xf6, 0xf6],
             &[WIRE_VERSION, 0x83, 0x03, 0x82, 0x07, 0x18, 0x2a],
         ];
         for head in heads {
@@ -845,7 +853,8 @@ fn deep_nesting_does_not_overflow_the_stack() {
                 Ok(Message::Ack(Ack {
                     node: NodeId(7),
                     upto: 42,
-                    credit: None
+                    credit: None,
+                    alert: None,
                 }))
             );
         }
@@ -1499,6 +1508,7 @@ fn absent_optional_fields_are_omitted_and_null_is_accepted() {
         node: NodeId(7),
         upto: 42,
         credit: None,
+        alert: None,
     });
     // [3, [7, 42]]: a trailing None is left out, not written as null.
     assert_eq!(encode(&ack), [1, 0x82, 0x03, 0x82, 0x07, 0x18, 0x2a]);
@@ -1518,11 +1528,13 @@ fn unknown_trailing_fields_are_skipped() {
         node: NodeId(7),
         upto: 42,
         credit: Some(1000),
+        alert: None,
     }));
-    // [3, [7, 42, 1000, "x", {1: 2}]]
+    // [3, [7, 42, 1000, null, "x", {1: 2}]]
     assert_eq!(
         decode(&[
-            1, 0x82, 0x03, 0x85, 0x07, 0x18, 0x2a, 0x19, 0x03, 0xe8, 0x61, 0x78, 0xa1, 0x01, 0x02
+            1, 0x82, 0x03, 0x86, 0x07, 0x18, 0x2a, 0x19, 0x03, 0xe8, 0xf6, 0x61, 0x78, 0xa1, 0x01,
+            0x02
         ]),
         ack
     );
