@@ -50,6 +50,8 @@ pub struct ApiState {
     pub draining: Arc<AtomicBool>,
     /// Process start, for `uptime_seconds`.
     pub started: Instant,
+    /// The uplink to the hub, for the status.
+    pub uplink: Arc<crate::sync::UplinkStatus>,
 }
 
 /// Most rows one query returns.
@@ -468,8 +470,7 @@ async fn get_status(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         "sensors": s.sensors,
         "open_alerts": s.open_alerts,
         "pending_readings": state.metrics.ingest_pending.get(),
-        // The MQTT uplink is issue #6; until then there is none.
-        "uplink": {"state": "not_configured"},
+        "uplink": state.uplink.snapshot(),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "draining": state.draining.load(Ordering::Relaxed),
     })))

@@ -17,6 +17,7 @@ use crate::sources::mqtt::LocalMqttOptions;
 use crate::sources::replay::ReplayOptions;
 use crate::sources::serial::SerialOptions;
 use crate::sources::simulator::SimulatorOptions;
+use crate::sync::UplinkOptions;
 
 /// The commented default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -44,6 +45,9 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     sources: Sources,
+    /// The sync with the hub; absent: the gateway keeps everything local.
+    #[serde(default)]
+    uplink: Option<UplinkOptions>,
 }
 
 /// The sources to run: a section present in the configuration (even empty,
@@ -131,6 +135,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The sources to run besides HTTP.
     pub sources: Sources,
+    /// The sync with the hub (`[uplink]`), if configured.
+    pub uplink: Option<UplinkOptions>,
 }
 
 /// Group commit and admission limits.
@@ -354,6 +360,9 @@ impl RawConfig {
         if let Some(Err(e)) = src.replay.as_ref().map(ReplayOptions::resolve) {
             errors.push(format!("sources.replay: {e}"));
         }
+        if let Some(Err(e)) = self.uplink.as_ref().map(UplinkOptions::validate) {
+            errors.push(e.to_string());
+        }
         let (Some(http_listen), Some(batch_interval), Some(max_future), true) =
             (http_listen, batch_interval, max_future, errors.is_empty())
         else {
@@ -390,6 +399,7 @@ impl RawConfig {
                 filter: self.log.filter,
             },
             sources: self.sources,
+            uplink: self.uplink,
         })
     }
 }

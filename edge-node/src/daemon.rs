@@ -142,6 +142,24 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
         )));
     }
 
+    let uplink = Arc::new(crate::sync::UplinkStatus::default());
+    if let Some(o) = &config.uplink {
+        tracing::info!(host = %o.host, port = o.port, "uplink to the hub on");
+        let (o, store, m, st, stop) = (
+            o.clone(),
+            store.clone(),
+            metrics.clone(),
+            uplink.clone(),
+            stop_rx.clone(),
+        );
+        sources.push(actix::spawn(async move {
+            match crate::sync::run(o, node_id, store, m, st, stop).await {
+                Ok(()) => tracing::info!("uplink stopped"),
+                Err(e) => tracing::error!(error = %e, "uplink failed"),
+            }
+        }));
+    }
+
     let draining = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
     let server = serve(
@@ -154,6 +172,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             retry_after: retry_after(&config.ingest),
             draining: draining.clone(),
             started: Instant::now(),
+            uplink,
         },
     )?;
     let handle = server.handle();

@@ -24,3 +24,4 @@ pub mod reading;
 pub mod score_csv;
 pub mod sources;
 pub mod store;
+pub mod sync;

@@ -78,6 +78,18 @@ pub struct Metrics {
     /// Uplink state: 0 offline, 1 online, 2 backing off, -1 not configured
     /// (`tributary_uplink_state`).
     pub uplink_state: Gauge,
+    /// Seconds since the uplink went down, 0 when online
+    /// (`tributary_uplink_offline_seconds`).
+    pub uplink_offline_seconds: Gauge,
+    /// Sync messages published to the hub, by kind
+    /// (`tributary_sync_published_total{kind="hello|delta|alert"}`).
+    pub sync_published: Family<Label1, Counter>,
+    /// Sync messages received from the hub, by kind
+    /// (`tributary_sync_received_total{kind="resume|ack"}`).
+    pub sync_received: Family<Label1, Counter>,
+    /// Messages from the hub refused, by reason
+    /// (`tributary_sync_rejected_total{reason}`).
+    pub sync_rejected: Family<Label1, Counter>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -112,6 +124,10 @@ impl Metrics {
             actor_restarts: Family::default(),
             http_responses: Family::default(),
             uplink_state: Gauge::default(),
+            uplink_offline_seconds: Gauge::default(),
+            sync_published: Family::default(),
+            sync_received: Family::default(),
+            sync_rejected: Family::default(),
         };
         m.uplink_state.set(-1);
         let mut r = Registry::with_prefix("tributary");
@@ -209,8 +225,28 @@ impl Metrics {
         );
         r.register(
             "uplink_state",
-            "Uplink: 0 offline, 1 online, 2 backing off, -1 not configured",
+            "Uplink: 0 offline, 1 online, 2 backing off, 3 circuit open, -1 not configured",
             m.uplink_state.clone(),
+        );
+        r.register(
+            "uplink_offline_seconds",
+            "Seconds since the uplink went down (0 when online)",
+            m.uplink_offline_seconds.clone(),
+        );
+        r.register(
+            "sync_published",
+            "Sync messages published to the hub, by kind",
+            m.sync_published.clone(),
+        );
+        r.register(
+            "sync_received",
+            "Sync messages received from the hub, by kind",
+            m.sync_received.clone(),
+        );
+        r.register(
+            "sync_rejected",
+            "Messages from the hub refused, by reason",
+            m.sync_rejected.clone(),
         );
         m.registry = Arc::new(r);
         m

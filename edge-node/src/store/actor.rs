@@ -12,11 +12,13 @@
 //! lives in the database, never in the mailbox.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use tributary_core::codec::v1;
 use tributary_core::ids::NodeId;
+use tributary_core::sync::{NodeConfig, NodeSync, SyncError};
 
 use super::{
     AggregateQuery, AggregateRow, AlertQuery, BatchResult, NewAlert, Outcome, ResolvedAlert, Store,
@@ -80,6 +82,54 @@ pub struct SetHubWatermark(pub u64);
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Checkpoint;
 
+/// An event of the sync session with the hub, fed to the node's protocol
+/// state machine ([`NodeSync`]), which lives in the store actor because it
+/// reads the outbox ([`DeltaSource`](tributary_core::sync::DeltaSource))
+/// synchronously on every event that may send.
+#[derive(Debug)]
+pub enum SyncEvent {
+    /// The uplink connected (and subscribed to its ack topic): start a
+    /// session with these limits.
+    Connect(NodeConfig),
+    /// A `Resume` or `Ack` from the hub.
+    Received(v1::Message),
+    /// Time passed (retransmissions) or readings were written (more to send).
+    Tick,
+    /// The uplink dropped.
+    Disconnect,
+}
+
+/// One [`SyncEvent`] at wall time `now_ms`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SyncOutput, StoreError>")]
+pub struct SyncStep {
+    /// What happened.
+    pub event: SyncEvent,
+    /// The wall clock, ms since the epoch.
+    pub now_ms: u64,
+}
+
+/// What the sync state machine answered.
+#[derive(Debug, Default)]
+pub struct SyncOutput {
+    /// Messages to publish, in order.
+    pub send: Vec<v1::Message>,
+    /// A message from the hub that was refused (counted by the caller).
+    pub refused: Option<SyncError>,
+    /// The hub's acknowledged watermark (persisted before this answer).
+    pub acked: u64,
+    /// The node's highest version.
+    pub version_high: u64,
+    /// Whether a session is established.
+    pub streaming: bool,
+    /// Changes when the session state was lost (the actor restarted): the
+    /// uplink must then start over with [`SyncEvent::Connect`].
+    pub epoch: u64,
+}
+
+/// Distinguishes the session state of one actor instance from the next.
+static SYNC_EPOCH: AtomicU64 = AtomicU64::new(1);
+
 /// Owns the [`Store`]; see the module docs.
 #[derive(Debug)]
 pub struct StoreActor {
@@ -87,6 +137,9 @@ pub struct StoreActor {
     opts: StoreOptions,
     metrics: Metrics,
     pending_refreshed: Option<Instant>,
+    /// The sync session's protocol state, created on the first `Connect`.
+    sync: Option<NodeSync>,
+    epoch: u64,
 }
 
 /// Opens the store on the calling thread (so a bad path, a newer schema or
@@ -127,6 +180,8 @@ pub fn start(
             opts: opts.clone(),
             metrics: metrics.clone(),
             pending_refreshed: None,
+            sync: None,
+            epoch: SYNC_EPOCH.fetch_add(1, Ordering::Relaxed),
         }
     });
     Ok((addr, node))
@@ -330,5 +385,65 @@ impl Handler<AckAlerts> for StoreActor {
 
     fn handle(&mut self, msg: AckAlerts, ctx: &mut Self::Context) -> Self::Result {
         self.run("ack_alerts", ctx, |s| s.set_alerts_acked(msg.0))
+    }
+}
+
+impl Handler<SyncStep> for StoreActor {
+    type Result = Result<SyncOutput, StoreError>;
+
+    fn handle(&mut self, msg: SyncStep, ctx: &mut Self::Context) -> Self::Result {
+        let SyncStep { event, now_ms } = msg;
+        let epoch = self.epoch;
+        let mut slot = self.sync.take();
+        let res = self.run("sync", ctx, |s| {
+            let mut out = SyncOutput {
+                epoch,
+                ..SyncOutput::default()
+            };
+            match event {
+                SyncEvent::Connect(cfg) => {
+                    // The acknowledged watermark survives in the database;
+                    // a new session starts from it.
+                    let sync = slot
+                        .get_or_insert_with(|| NodeSync::new(s.node_id(), cfg, s.hub_watermark()));
+                    out.send = sync.on_connect(now_ms, &*s);
+                }
+                SyncEvent::Received(m) => {
+                    if let Some(sync) = slot.as_mut() {
+                        match sync.on_message(m, now_ms, &*s) {
+                            Ok(send) => out.send = send,
+                            Err(e) => out.refused = Some(e),
+                        }
+                    }
+                }
+                SyncEvent::Tick => {
+                    if let Some(sync) = slot.as_mut() {
+                        out.send = sync.on_tick(now_ms, &*s);
+                    }
+                }
+                SyncEvent::Disconnect => {
+                    if let Some(sync) = slot.as_mut() {
+                        sync.on_disconnect();
+                    }
+                }
+            }
+            if let Some(sync) = slot.as_ref() {
+                // Persist before anything else relies on it; the watermark
+                // only lets the node forget, so writing it late is safe and
+                // writing it early never happens (it comes from the hub).
+                if sync.acked() > s.hub_watermark() {
+                    s.set_hub_watermark(sync.acked())?;
+                }
+                out.streaming = sync.is_streaming();
+            }
+            out.acked = s.hub_watermark();
+            out.version_high = s.version_high();
+            Ok(out)
+        });
+        self.sync = slot;
+        if let Ok(out) = &res {
+            self.metrics.outbox_acked_version.set(gauge(out.acked));
+        }
+        res
     }
 }
