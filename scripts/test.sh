@@ -47,7 +47,11 @@ for elf in "$fw_target/thumbv7em-none-eabihf/release/tributary-fw-mps2" \
 done
 # ---- end firmware ---------------------------------------------------------
 
-step "tests (unit, property, doc)"
+step "tests (unit, property, doc, end-to-end)"
+# The end-to-end tests (tests/tests/) run the real tributary-edge and
+# tributary-hub binaries; build them first so they exist whatever cargo
+# decides to build for the test run.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 step "Raspberry Pi: aarch64 cross-build, smoke test under QEMU (PI_SMOKE=0 skips)" && bash scripts/pi-smoke.sh
 

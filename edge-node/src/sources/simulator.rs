@@ -69,6 +69,10 @@ pub struct SimulatorOptions {
     /// Drift of a drifting sensor, in value units per hour (sign drawn per
     /// sensor).
     pub drift_per_hour: f64,
+    /// Stop after this many ticks (each tick is one reading per sensor);
+    /// 0 runs until shutdown. A finite run gives tests and demos a known,
+    /// final set of readings to compare replicas against.
+    pub ticks: u64,
 }
 
 impl Default for SimulatorOptions {
@@ -88,6 +92,7 @@ impl Default for SimulatorOptions {
             stuck_readings: 60,
             drift_share: 0.25,
             drift_per_hour: 0.5,
+            ticks: 0,
         }
     }
 }
@@ -287,6 +292,7 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     opts.validate()?;
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz);
+    let opts_ticks = opts.ticks;
     tracing::info!(
         sensors = opts.sensors,
         first_sensor = opts.first_sensor,
@@ -306,6 +312,10 @@ pub async fn run(
             _ = stopped(&mut shutdown) => break,
             t = interval.tick() => t,
         };
+        if opts_ticks != 0 && tick_no >= opts_ticks {
+            tracing::info!(ticks = tick_no, "simulator: all ticks done");
+            break;
+        }
         let items = sim.next_tick(wall_now());
         tick_no += 1;
         let submission = Submission {

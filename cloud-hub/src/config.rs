@@ -1,0 +1,394 @@
+//! The hub's configuration: one commented default file
+//! (`config/default.toml`, embedded and printed by `print-config`), layered
+//! defaults → file → environment (`TRIBUTARY_HUB_<SECTION>__<KEY>`) → flags
+//! by the `config` crate, then checked once by [`RawConfig::resolve`]
+//! (STYLE.md §4). The hub's variables carry their own prefix so that a hub
+//! and a gateway on one machine never read each other's settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tributary_core::sync::HubConfig;
+
+use crate::sync::SyncOptions;
+
+/// The commented default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Values from the command line that override every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--http-listen`.
+    pub http_listen: Option<String>,
+    /// `--mqtt-listen` (the embedded broker).
+    pub mqtt_listen: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+}
+
+/// The configuration as written, not yet checked.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    hub: RawHub,
+    http: RawHttp,
+    broker: RawBroker,
+    sync: RawSync,
+    store: RawStore,
+    log: RawLog,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+    readers: usize,
+    online_window: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    mode: String,
+    listen: String,
+    host: String,
+    port: u16,
+    client_id: String,
+    username: String,
+    password: String,
+    keep_alive: String,
+    max_packet_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    group_interval: String,
+    group_max_deltas: usize,
+    credit_bytes: u32,
+    max_ranges: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    synchronous: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: String,
+    filter: String,
+}
+
+/// Which broker the hub uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// Run rumqttd in-process, listening here.
+    Embedded(SocketAddr),
+    /// Connect to an external broker (host and port are in the sync options).
+    External,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Database directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Query threads.
+    pub readers: usize,
+    /// "Online" window for nodes.
+    pub online_window: Duration,
+    /// Embedded or external broker.
+    pub broker: BrokerMode,
+    /// The MQTT client and merge settings.
+    pub sync: SyncOptions,
+    /// `synchronous=FULL`.
+    pub synchronous_full: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives.
+    pub log_filter: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, environment or flags could not be read or parsed.
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    /// Values that parse but make no sense; every problem, one per line.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `TRIBUTARY_HUB_*`
+    /// variables from `env`, then `overrides`, and checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        // Only `TRIBUTARY_HUB_<SECTION>__<KEY>` names are configuration.
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("TRIBUTARY_HUB_")
+                    .is_some_and(|rest| rest.contains("__"))
+            })
+            .collect();
+        let mut b = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            b = b.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        b = b
+            .add_source(
+                config::Environment::with_prefix("TRIBUTARY_HUB")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .set_override_option(
+                "hub.data_dir",
+                overrides
+                    .data_dir
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            )?
+            .set_override_option("http.listen", overrides.http_listen.clone())?
+            .set_override_option("broker.listen", overrides.mqtt_listen.clone())?
+            .set_override_option("log.format", overrides.log_format.clone())?;
+        let raw: RawConfig = b.build()?.try_deserialize()?;
+        raw.resolve()
+    }
+}
+
+impl RawConfig {
+    /// The only place values are checked; collects every problem.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let mut errors: Vec<String> = Vec::new();
+        let mut addr = |what: &str, s: &str| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errors.push(format!("{what} `{s}`: {e}"));
+                None
+            }
+        };
+        let http_listen = addr("http.listen", &self.http.listen);
+        let broker_listen = addr("broker.listen", &self.broker.listen);
+        let mut duration = |what: &str, s: &str| match humantime::parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(format!("{what} `{s}`: {e} (write it with a unit, e.g. \"5s\")"));
+                None
+            }
+        };
+        let online_window = duration("http.online_window", &self.http.online_window);
+        let keep_alive = duration("broker.keep_alive", &self.broker.keep_alive);
+        let group_interval = duration("sync.group_interval", &self.sync.group_interval);
+        let mut check = |ok: bool, msg: &str| {
+            if !ok {
+                errors.push(msg.to_owned());
+            }
+        };
+        check(
+            !self.hub.data_dir.as_os_str().is_empty(),
+            "hub.data_dir must not be empty",
+        );
+        check(
+            (1..=64).contains(&self.http.readers),
+            "http.readers must be in 1..=64",
+        );
+        check(
+            keep_alive.is_none_or(|k| k >= Duration::from_secs(1)),
+            "broker.keep_alive must be at least 1s",
+        );
+        check(
+            self.broker.max_packet_bytes >= 64 * 1024,
+            "broker.max_packet_bytes must be at least 65536 (a delta is up to 64 KiB)",
+        );
+        check(
+            !self.broker.client_id.is_empty(),
+            "broker.client_id must not be empty",
+        );
+        check(!self.broker.host.is_empty(), "broker.host must not be empty");
+        check(
+            self.sync.group_max_deltas > 0,
+            "sync.group_max_deltas must be positive",
+        );
+        check(self.sync.max_ranges > 0, "sync.max_ranges must be positive");
+        let synchronous_full = match self.store.synchronous.as_str() {
+            "full" => true,
+            "normal" => false,
+            _ => {
+                check(false, "store.synchronous must be \"full\" or \"normal\"");
+                true
+            }
+        };
+        let log_format = match self.log.format.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            _ => {
+                check(false, "log.format must be \"human\" or \"json\"");
+                LogFormat::Human
+            }
+        };
+        let mode = match self.broker.mode.as_str() {
+            "embedded" => broker_listen.map(BrokerMode::Embedded),
+            "external" => Some(BrokerMode::External),
+            other => {
+                check(
+                    false,
+                    &format!("broker.mode `{other}`: expected \"embedded\" or \"external\""),
+                );
+                None
+            }
+        };
+        let (
+            Some(http_listen),
+            Some(online_window),
+            Some(keep_alive),
+            Some(group_interval),
+            Some(broker),
+            true,
+        ) = (
+            http_listen,
+            online_window,
+            keep_alive,
+            group_interval,
+            mode,
+            errors.is_empty(),
+        )
+        else {
+            return Err(ConfigError::Invalid(errors));
+        };
+        // The embedded broker is reached over loopback on its own port.
+        let (host, port) = match &broker {
+            BrokerMode::Embedded(a) => {
+                let ip = if a.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    a.ip()
+                };
+                (ip.to_string(), a.port())
+            }
+            BrokerMode::External => (self.broker.host.clone(), self.broker.port),
+        };
+        let credentials = (!self.broker.username.is_empty())
+            .then(|| (self.broker.username.clone(), self.broker.password.clone()));
+        Ok(Config {
+            data_dir: self.hub.data_dir,
+            http_listen,
+            readers: self.http.readers,
+            online_window,
+            broker,
+            sync: SyncOptions {
+                host,
+                port,
+                client_id: self.broker.client_id,
+                credentials,
+                keep_alive,
+                max_packet_bytes: self.broker.max_packet_bytes,
+                group_interval,
+                group_max_deltas: self.sync.group_max_deltas,
+                hub: HubConfig {
+                    credit: (self.sync.credit_bytes > 0).then_some(self.sync.credit_bytes),
+                    max_ranges: self.sync.max_ranges,
+                },
+                ..SyncOptions::default()
+            },
+            synchronous_full,
+            log_format,
+            log_filter: self.log.filter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, file).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_give_an_embedded_broker_on_loopback() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            c.broker,
+            BrokerMode::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!((c.sync.host.as_str(), c.sync.port), ("127.0.0.1", 1883));
+        assert_eq!(c.sync.hub.credit, None);
+        assert!(c.synchronous_full);
+    }
+
+    #[test]
+    fn environment_and_file_layer_and_other_variables_are_ignored() {
+        let c = load(
+            "[broker]\nmode = \"external\"\nhost = \"mq.example\"\nport = 1884\n",
+            &[
+                ("TRIBUTARY_HUB_BROKER__PORT", "1999"),
+                ("TRIBUTARY_HTTP__LISTEN", "not an address"),
+                ("TRIBUTARY_HUB_CONFIG", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.broker, BrokerMode::External);
+        assert_eq!((c.sync.host.as_str(), c.sync.port), ("mq.example", 1999));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = load(
+            "[broker]\nmode = \"cloud\"\nkeep_alive = \"0s\"\n[http]\nlisten = \"x\"\n\
+             [sync]\ngroup_interval = \"soon\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for what in [
+            "broker.mode",
+            "broker.keep_alive",
+            "http.listen",
+            "sync.group_interval",
+        ] {
+            assert!(e.contains(what), "{what} missing from: {e}");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `tributary-hub run`: starts the parts in dependency order and stops them
+//! in reverse (STYLE.md §2):
+//!
+//! 1. the store writer (its own thread; opening runs migrations) and the
+//!    readers, the embedded broker (unless external), the sync shell (its
+//!    MQTT client), the HTTP API;
+//! 2. on the shutdown signal: the sync shell stops taking messages and
+//!    commits what it received, the HTTP server finishes in-flight requests.
+//!
+//! Every `Ack` is published only after its merge committed, so a `kill -9`
+//! instead of this orderly path loses nothing acknowledged either.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use tokio::sync::watch;
+
+use crate::api::{ApiState, Health};
+use crate::broker::{BrokerConfig, EmbeddedBroker};
+use crate::config::{BrokerMode, Config};
+use crate::metrics::Metrics;
+use crate::store::actor::{Writer, start_readers, start_writer};
+use crate::store::{MergeError, SqliteOptions, SqliteStore};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "hub.sqlite3";
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened.
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// The cause.
+        source: MergeError,
+    },
+    /// The embedded broker could not start.
+    #[error("cannot start the embedded MQTT broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    /// The HTTP server could not start.
+    #[error("cannot start the HTTP API on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running hub, as started by [`start`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Where the MQTT broker is (embedded or external).
+    pub mqtt: String,
+    /// The registry.
+    pub metrics: Metrics,
+    /// Health flags shared with `/readyz`.
+    pub health: Arc<Health>,
+    writer: Addr<Writer>,
+    server: actix_web::dev::ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: watch::Sender<bool>,
+    sync_task: tokio::task::JoinHandle<()>,
+    /// Kept alive for the process's life (rumqttd has no shutdown call).
+    _broker: Option<EmbeddedBroker>,
+}
+
+/// Starts every part. Must run inside an actix system.
+pub async fn start(config: &Config) -> Result<Running, DaemonError> {
+    let metrics = Metrics::new();
+    let opts = SqliteOptions {
+        path: config.data_dir.join(DB_FILE),
+        synchronous_full: config.synchronous_full,
+    };
+    let store_err = |source| DaemonError::Store {
+        dir: config.data_dir.display().to_string(),
+        source,
+    };
+    let store = SqliteStore::open_with(&opts).map_err(store_err)?;
+    let writer = start_writer(store, metrics.clone());
+    let reader = start_readers(&opts, config.readers).map_err(store_err)?;
+    tracing::info!(data_dir = %config.data_dir.display(), "store open");
+
+    let (broker, mqtt) = match &config.broker {
+        BrokerMode::Embedded(listen) => {
+            let b = EmbeddedBroker::start(&BrokerConfig {
+                listen: *listen,
+                max_payload_size: config.sync.max_packet_bytes,
+                ..BrokerConfig::default()
+            })?;
+            let addr = b.addr();
+            tracing::info!(%addr, "embedded MQTT broker listening");
+            (Some(b), addr.to_string())
+        }
+        BrokerMode::External => (
+            None,
+            format!("{}:{}", config.sync.host, config.sync.port),
+        ),
+    };
+    let mut sync_opts = config.sync.clone();
+    if let Some(b) = &broker {
+        // Port 0 was resolved by the broker.
+        sync_opts.port = b.addr().port();
+    }
+
+    let health = Arc::new(Health::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let sync_task = actix::spawn({
+        let (w, m, h) = (writer.clone(), metrics.clone(), health.clone());
+        async move {
+            if let Err(e) = crate::sync::run(sync_opts, w, m, h, stop_rx).await {
+                tracing::error!(error = %e, "hub sync failed");
+            }
+        }
+    });
+
+    let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
+        .with_online_window(config.online_window);
+    let (server, http) = crate::api::server(config.http_listen, state).map_err(|source| {
+        DaemonError::Http {
+            addr: config.http_listen,
+            source,
+        }
+    })?;
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    Ok(Running {
+        http,
+        mqtt,
+        metrics,
+        health,
+        writer,
+        server: handle,
+        server_task,
+        stop,
+        sync_task,
+        _broker: broker,
+    })
+}
+
+impl Running {
+    /// The orderly stop (see the module docs).
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        let _ = self.stop.send(true);
+        let _ = self.sync_task.await;
+        self.server.stop(true).await;
+        let _ = self.server_task.await;
+        drop(self.writer);
+        tracing::info!("stopped");
+    }
+}
