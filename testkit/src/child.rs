@@ -232,7 +232,10 @@ mod tests {
         assert!(guard.wait_exit(Duration::from_secs(30)).is_some());
         assert_eq!(guard.log_tail(3), "out4\nout5\nerr6");
         assert!(guard.log_tail(100).starts_with("=== talker starting ==="));
-        assert_eq!(guard.log_path(), Some(dir.path().join("talker.log").as_path()));
+        assert_eq!(
+            guard.log_path(),
+            Some(dir.path().join("talker.log").as_path())
+        );
     }
 
     #[test]

@@ -107,8 +107,15 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     dirs.extend(
-        ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"]
-            .map(PathBuf::from),
+        [
+            "/usr/sbin",
+            "/usr/bin",
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .map(PathBuf::from),
     );
     dirs.into_iter()
         .map(|d| d.join(name))

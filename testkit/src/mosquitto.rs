@@ -212,8 +212,7 @@ impl Mosquitto {
                         .is_some_and(|run| run.contains(RUNNING_LINE))
                 })
                 .unwrap_or(false);
-            (running && TcpStream::connect(("127.0.0.1", port)).is_ok())
-                .then(|| child.is_running())
+            (running && TcpStream::connect(("127.0.0.1", port)).is_ok()).then(|| child.is_running())
         });
         if ready == Some(true) {
             self.child = Some(child);

@@ -500,13 +500,7 @@ fn pump_both(shared: &Arc<Shared>, conn: &Arc<Conn>, client: TcpStream, upstream
 
 /// Copies `from` to `to` under the current mode until either side closes
 /// or the connection is closed by the proxy.
-fn pump(
-    shared: &Shared,
-    conn: &Conn,
-    mut from: TcpStream,
-    mut to: TcpStream,
-    counter: &AtomicU64,
-) {
+fn pump(shared: &Shared, conn: &Conn, mut from: TcpStream, mut to: TcpStream, counter: &AtomicU64) {
     let mut buf = vec![0u8; BUF_SIZE];
     while !conn.is_closed() {
         if conn.blackholed.load(Ordering::SeqCst) {

@@ -52,7 +52,11 @@ fn speaks_mqtt_and_restarts_on_the_same_port() {
     assert_eq!(mqtt_connack(broker.addr()), CONNACK_OK);
     // Both runs are in the one log.
     let log = broker.log_tail(1000);
-    assert_eq!(log.matches("=== mosquitto starting ===").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("=== mosquitto starting ===").count(),
+        2,
+        "{log}"
+    );
 }
 
 #[test]

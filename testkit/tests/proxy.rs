@@ -102,7 +102,10 @@ fn pass_through_echoes_and_counts_bytes() {
         s.bytes_to_upstream == total && s.bytes_to_client == total
     });
     let s = proxy.stats();
-    assert_eq!((s.accepted, s.refused, s.dropped, s.upstream_failed), (2, 0, 0, 0));
+    assert_eq!(
+        (s.accepted, s.refused, s.dropped, s.upstream_failed),
+        (2, 0, 0, 0)
+    );
     assert_eq!(proxy.open_connections(), 2);
 }
 
@@ -182,7 +185,9 @@ fn blackhole_stalls_both_ways_and_ends_by_closing() {
     old.write_all(b"into the void").unwrap();
     old.set_read_timeout(Some(SILENCE)).unwrap();
     let mut buf = [0u8; 64];
-    let err = old.read(&mut buf).expect_err("a black hole forwards nothing");
+    let err = old
+        .read(&mut buf)
+        .expect_err("a black hole forwards nothing");
     assert!(
         matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
         "silence, not a close: {err:?}"
@@ -192,7 +197,10 @@ fn blackhole_stalls_both_ways_and_ends_by_closing() {
     born_in_hole.set_read_timeout(Some(SILENCE)).unwrap();
     born_in_hole.write_all(b"hello?").unwrap();
     let err = born_in_hole.read(&mut buf).expect_err("nothing comes back");
-    assert!(matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut
+    ));
     // Nothing crossed the proxy during the black hole.
     let s = proxy.stats();
     assert_eq!((s.bytes_to_upstream, s.bytes_to_client), (6, 6));
@@ -257,7 +265,9 @@ fn upstream_down_closes_the_client() {
     let proxy = FaultProxy::start(dead).unwrap();
     let mut c = connect(&proxy);
     assert_closed(&mut c);
-    wait_stats(&proxy, "upstream failure counted", |s| s.upstream_failed == 1);
+    wait_stats(&proxy, "upstream failure counted", |s| {
+        s.upstream_failed == 1
+    });
 }
 
 #[test]
