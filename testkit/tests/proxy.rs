@@ -334,3 +334,37 @@ fn stopping_a_seeded_schedule_early_restores_pass() {
     let mut c = connect(&proxy);
     assert_eq!(round_trip(&mut c, b"ok"), b"ok");
 }
+
+#[test]
+fn dropping_the_proxy_mid_fault_does_not_hang() {
+    let upstream = echo_server();
+    // Threads parked in a black hole, in a throttle pause and in a read
+    // must all notice the drop (the test would hang otherwise).
+    let proxy = FaultProxy::start(upstream).unwrap();
+    let mut stalled = connect(&proxy);
+    assert_eq!(round_trip(&mut stalled, b"s"), b"s");
+    proxy.set_mode(Mode::Blackhole);
+    let mut born_in_hole = connect(&proxy);
+    born_in_hole.write_all(b"?").unwrap();
+    stalled.write_all(b"?").unwrap();
+    drop(proxy);
+    assert_closed(&mut stalled);
+    assert_closed(&mut born_in_hole);
+
+    let proxy = FaultProxy::start(upstream).unwrap();
+    proxy.set_mode(Mode::Throttle { bytes_per_sec: 1 });
+    let mut slow = connect(&proxy);
+    // One byte goes through, then its pump pauses for a second per byte.
+    assert_eq!(round_trip(&mut slow, b"a"), b"a");
+    slow.write_all(b"bcdef").unwrap();
+    drop(proxy);
+    let mut rest = Vec::new();
+    // Whatever got through before the drop, the stream then ends.
+    if let Err(e) = slow.read_to_end(&mut rest) {
+        assert!(!matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
+        ));
+    }
+    assert!(b"bcdef".starts_with(&rest), "{rest:?}");
+}
