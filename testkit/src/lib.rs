@@ -126,9 +126,13 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 /// `Ok(None)` when missing outside CI (the caller prints "skipped" and
 /// returns), `Err` with an install hint when missing under CI.
 pub fn find_tool(name: &str) -> Result<Option<PathBuf>, String> {
-    match find_binary(name) {
+    tool_policy(name, find_binary(name), is_ci())
+}
+
+fn tool_policy(name: &str, found: Option<PathBuf>, ci: bool) -> Result<Option<PathBuf>, String> {
+    match found {
         Some(path) => Ok(Some(path)),
-        None if is_ci() => Err(format!(
+        None if ci => Err(format!(
             "`{name}` is required under CI (CI is set) but was found neither on PATH nor in \
              /usr/sbin, /usr/bin, /usr/local/{{s,}}bin; scripts/setup.sh installs it"
         )),
@@ -184,6 +188,15 @@ mod tests {
             }),
             Some("ready")
         );
+    }
+
+    #[test]
+    fn a_missing_tool_skips_locally_and_fails_under_ci() {
+        assert_eq!(tool_policy("x", None, false), Ok(None));
+        let err = tool_policy("mosquitto", None, true).unwrap_err();
+        assert!(err.contains("`mosquitto` is required under CI"), "{err}");
+        let found = Some(PathBuf::from("/usr/sbin/x"));
+        assert_eq!(tool_policy("x", found.clone(), true), Ok(found));
     }
 
     #[test]
