@@ -12,37 +12,23 @@
 mod http_client;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http_client::{free_port, get, wait_for};
 use serde_json::json;
+use tributary_testkit::{ChildGuard, Mosquitto, find_tool};
 
 const MESSAGES: u64 = 400;
 const READINGS_PER_MESSAGE: u64 = 5;
 const BASE_MS: u64 = 1_577_836_800_000; // 2020-01-01
 const SENSOR: u32 = 77;
 
-fn tool(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-/// A child process killed when dropped (also when the test fails).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_gateway(dir: &Path, broker_port: u16) -> (Killed, SocketAddr) {
+/// Starts the gateway binary (output appended to `<dir>/gateway.log`, printed
+/// if the test fails) and waits until it is ready.
+fn start_gateway(dir: &Path, broker_port: u16) -> (ChildGuard, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.join("edge.toml");
     std::fs::write(
@@ -56,17 +42,13 @@ fn start_gateway(dir: &Path, broker_port: u16) -> (Killed, SocketAddr) {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tributary-edge"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let gw = Killed(child);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary-edge"));
+    cmd.args(["run", "--config"]).arg(&config);
+    let gw = ChildGuard::spawn_logged("gateway", &mut cmd, dir).unwrap();
     let ready = wait_for(Duration::from_secs(30), || {
         get(addr, "/readyz").ok().filter(|r| r.status == 200)
     });
-    assert!(ready.is_some(), "gateway not ready");
+    assert!(ready.is_some(), "gateway not ready:\n{}", gw.log_tail(30));
     (gw, addr)
 }
 
@@ -138,42 +120,19 @@ fn publish(pub_bin: &Path, port: u16, seqs: std::ops::Range<u64>, pause: Duratio
 
 #[test]
 fn kill_9_with_mqtt_in_flight_counts_every_message_exactly_once() {
-    let (Some(broker_bin), Some(pub_bin)) = (tool("mosquitto"), tool("mosquitto_pub")) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mosquitto is required under CI"
-        );
-        eprintln!("skipped: mosquitto or mosquitto_pub not installed");
+    let Some(pub_bin) = find_tool("mosquitto_pub").unwrap_or_else(|e| panic!("{e}")) else {
+        eprintln!("skipped: mosquitto_pub not installed");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
     // The broker keeps the gateway's session (queued QoS 1 messages) in
-    // memory for as long as it runs, which is the whole test.
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n"),
-    )
-    .unwrap();
-    let _broker = Killed(
-        Command::new(&broker_bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        wait_for(Duration::from_secs(10), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .ok())
-        .is_some(),
-        "mosquitto did not start"
-    );
+    // memory for as long as it runs, which is the whole test; the testkit
+    // default queue (100 000 messages) holds every message of this test.
+    let Some(broker) = Mosquitto::start().unwrap_or_else(|e| panic!("{e}")) else {
+        eprintln!("skipped: mosquitto not installed");
+        return;
+    };
+    let port = broker.port();
+    let dir = tempfile::tempdir().unwrap();
 
     let (mut gw, addr) = start_gateway(dir.path(), port);
     // The subscription exists once the first message is counted: until
@@ -196,8 +155,7 @@ fn kill_9_with_mqtt_in_flight_counts_every_message_exactly_once() {
         .is_some(),
         "no progress before the kill"
     );
-    let _ = gw.0.kill(); // SIGKILL
-    let _ = gw.0.wait();
+    gw.kill9().unwrap();
     publisher.join().unwrap();
 
     // Restart: the broker hands over the queue and the unacknowledged.

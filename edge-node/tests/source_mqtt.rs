@@ -12,9 +12,8 @@
 mod common;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DEADLINE, Recorded, counter, eventually};
@@ -23,62 +22,9 @@ use tributary_core::ids::{SensorId, Timestamp};
 use tributary_edge::metrics::Metrics;
 use tributary_edge::reading::{Item, Origin, Sample};
 use tributary_edge::sources::mqtt::{self, LocalMqttOptions};
+use tributary_testkit::{Mosquitto, MosquittoOptions, find_tool};
 
 const TOPIC: &str = "sensors/t1/readings";
-
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/sbin"].map(PathBuf::from));
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-/// A Mosquitto process, killed when dropped (also when the test fails).
-struct Broker {
-    child: Child,
-    _conf: tempfile::NamedTempFile,
-}
-
-impl Broker {
-    fn start(binary: &Path, port: u16) -> Broker {
-        let mut conf = tempfile::NamedTempFile::new().unwrap();
-        writeln!(
-            conf,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1"
-        )
-        .unwrap();
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(conf.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let broker = Broker { child, _conf: conf };
-        let deadline = Instant::now() + DEADLINE;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Publishes one QoS 1 message with mosquitto_pub (off the actix thread).
 async fn publish(pub_bin: &Path, port: u16, payload: Vec<u8>) -> bool {
@@ -136,18 +82,20 @@ async fn probe_until_seen(pub_bin: &Path, port: u16, rec: &Recorded, source: &st
 
 #[actix::test]
 async fn mqtt_source_against_mosquitto() {
-    let (Some(broker_bin), Some(pub_bin)) =
-        (find_binary("mosquitto"), find_binary("mosquitto_pub"))
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mosquitto and mosquitto_pub are required in CI"
-        );
-        eprintln!("SKIPPED: mosquitto or mosquitto_pub not installed");
+    let Some(pub_bin) = find_tool("mosquitto_pub").unwrap_or_else(|e| panic!("{e}")) else {
+        eprintln!("SKIPPED: mosquitto_pub not installed");
         return;
     };
-    let port = free_port();
-    let mut broker = Broker::start(&broker_bin, port);
+    // One message in flight at a time (see the module comment).
+    let options = MosquittoOptions {
+        max_inflight_messages: 1,
+        ..MosquittoOptions::default()
+    };
+    let Some(mut broker) = Mosquitto::start_with(options).unwrap_or_else(|e| panic!("{e}")) else {
+        eprintln!("SKIPPED: mosquitto not installed");
+        return;
+    };
+    let port = broker.port();
 
     let (ingest, rec) = common::start();
     let metrics = Metrics::new();
@@ -253,8 +201,8 @@ async fn mqtt_source_against_mosquitto() {
 
     // The broker dies and comes back on the same port: the source
     // reconnects, subscribes again, and later messages arrive.
-    drop(broker);
-    broker = Broker::start(&broker_bin, port);
+    broker.kill9();
+    broker.restart().unwrap_or_else(|e| panic!("{e}"));
     probe_until_seen(&pub_bin, port, &rec, "probe-2", ts).await;
     assert!(publish(&pub_bin, port, json_batch("dev-c", 1, 6, 9.0, ts)).await);
     assert!(eventually(DEADLINE, || has_origin(&rec, "dev-c")).await);

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A response.
 #[derive(Debug)]
@@ -120,25 +120,7 @@ pub fn post_json(
     )
 }
 
-/// Polls `f` until it returns `Some` or `deadline` passes.
-pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(t) = f() {
-            return Some(t);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A free loopback port (bound then released; good enough for tests that
-/// start a child process which must bind it itself).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+// Re-exported so the process-level tests keep importing them from here;
+// not every test that includes this module uses both (as with dead_code).
+#[allow(unused_imports)]
+pub use tributary_testkit::{free_port, poll_for as wait_for};
