@@ -9,6 +9,7 @@
 //!   captured to a file whose tail a failing test can print.
 //! - [`Mosquitto`]: a throwaway broker on a free loopback port; skipped
 //!   locally when not installed, a hard error under CI.
+//! - [`http`]: a minimal HTTP/1.1 client for the gateway's and hub's APIs.
 //! - [`FaultProxy`]: a TCP proxy between clients and an upstream that can
 //!   partition, black-hole, throttle and drop connections on command or on a
 //!   seeded schedule ([`FaultProxy::run_schedule`]).
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod child;
+pub mod http;
 mod mosquitto;
 mod proxy;
 mod schedule;
