@@ -7,6 +7,7 @@
 //! broker client, PostgreSQL, `/api/v1`, the dashboard and security.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod broker;
 pub mod metrics;
 pub mod store;

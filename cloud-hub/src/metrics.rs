@@ -5,6 +5,7 @@
 //! per-node lag gauge, whose cardinality is the fleet size by design.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +18,9 @@ use prometheus_client::registry::Registry;
 pub type Label1 = [(&'static str, &'static str); 1];
 /// Two labels.
 pub type Label2 = [(&'static str, &'static str); 2];
+/// The `node` label (16 hex digits) of the per-node families, whose
+/// cardinality is the fleet size by design.
+pub type NodeLabel = [(&'static str, String); 1];
 
 /// The hub's metrics. Cheap to clone (every field is an `Arc` inside).
 #[derive(Clone, Debug)]
@@ -49,6 +53,14 @@ pub struct Metrics {
     /// HTTP responses, by route pattern and status class
     /// (`tributary_hub_http_responses_total{route, class="2xx|4xx|5xx"}`).
     pub http_responses: Family<Label2, Counter>,
+    /// Per node, versions received but not yet contiguous
+    /// (`tributary_hub_node_lag_versions{node}` = version_high − watermark),
+    /// refreshed from the store at each scrape.
+    pub node_lag_versions: Family<NodeLabel, Gauge>,
+    /// Per node, seconds since the hub last heard from it
+    /// (`tributary_hub_node_last_seen_age_seconds{node}`), refreshed at each
+    /// scrape; absent for a node never seen.
+    pub node_last_seen_age_seconds: Family<NodeLabel, Gauge<f64, AtomicU64>>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -78,6 +90,8 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             publish_failed: Counter::default(),
             http_responses: Family::default(),
+            node_lag_versions: Family::default(),
+            node_last_seen_age_seconds: Family::default(),
         };
         let mut r = Registry::with_prefix("tributary_hub");
         // The registry holds clones of the same `Arc`-backed handles.
@@ -126,6 +140,16 @@ impl Metrics {
             "http_responses",
             "HTTP responses, by route and status class",
             m.http_responses.clone(),
+        );
+        r.register(
+            "node_lag_versions",
+            "Per node, versions received but not yet contiguous (version_high - watermark)",
+            m.node_lag_versions.clone(),
+        );
+        r.register(
+            "node_last_seen_age_seconds",
+            "Per node, seconds since the hub last heard from it",
+            m.node_last_seen_age_seconds.clone(),
         );
         Metrics {
             registry: Arc::new(r),

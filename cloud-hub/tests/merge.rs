@@ -456,7 +456,7 @@ fn newer_schema_is_refused_and_durable_open_works() {
             err,
             MergeError::NewerSchema {
                 found: 99,
-                known: 1
+                known: 2
             }
         ),
         "{err:?}"

@@ -30,13 +30,33 @@
 //! | `summary_not_finite`, `summary_bounds_inverted`, `empty_summary_with_data` | `Summary::validate` |
 //! | `time_outside_bucket` | `first_ts` or `last_ts` outside the entry's bucket |
 //! | `watermark_out_of_range` | a progress watermark above `i64::MAX` |
+//!
+//! Alerts are checked the same way, a whole call at a time
+//! ([`validate_alerts`]): `wrong_node` (an alert of another node than the
+//! authenticated sender), `score_out_of_range`, `value_not_finite`, the
+//! window's summary reasons, `time_out_of_range`.
+//!
+//! # Actors
+//!
+//! [`actor`] runs the store on actix `SyncArbiter` threads: one
+//! [`Writer`](actor::Writer) owns the connection that writes, N
+//! [`Reader`](actor::Reader)s each own a read-only connection to the same
+//! file (WAL lets them read beside the writer).
 
+pub mod actor;
+pub mod alert;
 pub mod sqlite;
 
+use tributary_core::codec::v1::Alert;
 use tributary_core::crdt::aggregate::{Entry, Key};
+use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 
+pub use alert::{
+    AlertCursor, AlertOutcome, AlertQuery, ParseCursorError, SensorRecord, StoredAlert,
+    validate_alerts,
+};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// What one [`MergeStore::apply`] did. `applied + stale` is the number of
@@ -255,6 +275,10 @@ pub trait MergeStore {
     /// `q.limit` buckets), by bucket then ascending node id.
     fn per_node(&self, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError>;
 
+    /// One node's entries of each bucket in the range where it has one (at
+    /// most `q.limit` buckets), oldest first.
+    fn node_series(&self, node: NodeId, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError>;
+
     /// Every known node, by ascending node id.
     fn nodes(&self) -> Result<Vec<NodeRecord>, MergeError>;
 
@@ -267,6 +291,34 @@ pub trait MergeStore {
             .map(|n| (n.node, n.watermark))
             .collect())
     }
+
+    /// Stores `node`'s alerts in one transaction, idempotently on
+    /// `(node, alert.hlc)`: a stored alert is never changed by a re-send.
+    /// Validated entirely first ([`validate_alerts`]): one bad alert
+    /// rejects the call and nothing is written.
+    fn insert_alerts(
+        &mut self,
+        node: NodeId,
+        alerts: &[Alert],
+        received_ms: u64,
+    ) -> Result<AlertOutcome, MergeError>;
+
+    /// The alerts matching `q`, newest event time first (see
+    /// [`AlertQuery`], [`AlertCursor`] for paging).
+    fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, MergeError>;
+
+    /// Acknowledges the alert `(node, hlc)` at `acked_ms`. `false` if there
+    /// is no such alert; acknowledging again keeps the first time.
+    fn ack_alert(&mut self, node: NodeId, hlc: Hlc, acked_ms: u64) -> Result<bool, MergeError>;
+
+    /// Alerts not acknowledged yet.
+    fn open_alert_count(&self) -> Result<u64, MergeError>;
+
+    /// Every sensor with stored entries, by ascending sensor id.
+    fn sensors(&self) -> Result<Vec<SensorRecord>, MergeError>;
+
+    /// One sensor's record, `None` if it has no stored entry.
+    fn sensor(&self, sensor: SensorId) -> Result<Option<SensorRecord>, MergeError>;
 }
 
 /// Checks one entry (see the module docs for the reasons).

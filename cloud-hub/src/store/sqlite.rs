@@ -47,18 +47,39 @@
 //! orders nodes in Rust.
 //!
 //! `node` holds the per-node bookkeeping ([`NodeRecord`]).
+//!
+//! Version 2 adds `alert` (one row per `(node, hlc)`, see [`alerts`]) and
+//! `sensor_node`: per (node, sensor) the newest reading time, maintained by
+//! the merge (one upsert per distinct sensor of a batch, only when an entry
+//! was applied, and written only when the time moves forward), so `/sensors`
+//! reads a table of fleet size × sensors instead of grouping `aggregate`.
+//! Its key is node-major like `aggregate`'s, so a delta touches a few
+//! contiguous pages; the index by sensor changes only when a node reports a
+//! new sensor.
+//!
+//! # Readers
+//!
+//! [`SqliteStore::open_reader`] opens another connection to a database the
+//! writer already migrated, with `query_only` set: the API's reader threads
+//! use these beside the writer (WAL: readers see the last commit and never
+//! block it).
+
+mod alerts;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tributary_core::codec::v1::Alert;
 use tributary_core::crdt::aggregate::{Entry, Key};
-use tributary_core::ids::{NodeId, Resolution, Timestamp};
+use tributary_core::hlc::Hlc;
+use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 
 use super::{
-    MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket, NodeRecord, Progress, RangeQuery,
-    validate_batch, validate_group,
+    AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
+    NodeRecord, Progress, RangeQuery, SensorRecord, StoredAlert, validate_alerts, validate_batch,
+    validate_group,
 };
 
 /// Version 1: aggregates and nodes.
@@ -89,8 +110,44 @@ CREATE TABLE node (
 );
 ";
 
+/// Version 2: alerts and the sensor directory (backfilled from the
+/// aggregates of version 1).
+const V2: &str = "
+CREATE TABLE alert (
+    node          INTEGER NOT NULL,
+    hlc           INTEGER NOT NULL,
+    sensor        INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    value_bits    INTEGER NOT NULL,
+    score_bits    INTEGER NOT NULL,
+    detector      INTEGER NOT NULL,
+    w_count       INTEGER NOT NULL,
+    w_sum_bits    INTEGER NOT NULL,
+    w_min_bits    INTEGER NOT NULL,
+    w_max_bits    INTEGER NOT NULL,
+    w_sum_sq_bits INTEGER NOT NULL,
+    w_first_ts    INTEGER NOT NULL,
+    w_last_ts     INTEGER NOT NULL,
+    received_ms   INTEGER NOT NULL,
+    acked_ms      INTEGER,
+    PRIMARY KEY (node, hlc)
+) WITHOUT ROWID;
+CREATE INDEX alert_by_time ON alert (at, node, hlc);
+CREATE INDEX alert_open ON alert (at) WHERE acked_ms IS NULL;
+
+CREATE TABLE sensor_node (
+    node    INTEGER NOT NULL,
+    sensor  INTEGER NOT NULL,
+    newest  INTEGER NOT NULL,
+    PRIMARY KEY (node, sensor)
+) WITHOUT ROWID;
+CREATE INDEX sensor_node_by_sensor ON sensor_node (sensor);
+INSERT INTO sensor_node (node, sensor, newest)
+    SELECT node, sensor, max(last_ts) FROM aggregate GROUP BY node, sensor;
+";
+
 /// Every migration, in order. Shipped migrations are never edited.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// How long a statement waits for another connection's lock (a backup,
 /// the `sqlite3` shell) before failing with `SQLITE_BUSY`.
@@ -131,6 +188,8 @@ impl SqliteOptions {
 pub struct SqliteStore {
     conn: Connection,
     upsert: String,
+    sensor_upsert: String,
+    opts: SqliteOptions,
 }
 
 fn to_sql(x: u64) -> i64 {
@@ -159,6 +218,18 @@ fn tie_break() -> String {
         );
     }
     expr
+}
+
+/// Moves a sensor's newest reading time forward (never back: a late,
+/// older delta leaves it). Compared unsigned, as the timestamps are u64
+/// bits.
+fn sensor_upsert_sql() -> String {
+    format!(
+        "INSERT INTO sensor_node (node, sensor, newest) VALUES (?1, ?2, ?3)
+         ON CONFLICT (node, sensor) DO UPDATE SET newest = excluded.newest
+         WHERE {}",
+        gt_unsigned("excluded.newest", "sensor_node.newest")
+    )
 }
 
 fn upsert_sql() -> String {
@@ -215,10 +286,57 @@ impl SqliteStore {
             },
         )?;
         tributary_sqlite::migrate(&mut conn, MIGRATIONS)?;
-        Ok(SqliteStore {
+        Ok(SqliteStore::from_conn(conn, opts))
+    }
+
+    /// Opens a read-only connection (`PRAGMA query_only`) to a database
+    /// that [`open_with`](SqliteStore::open_with) already created and
+    /// migrated: it never migrates, and refuses a schema other than this
+    /// binary's. Every write method then fails with an SQLite error.
+    pub fn open_reader(opts: &SqliteOptions) -> Result<SqliteStore, MergeError> {
+        if !opts.path.exists() {
+            return Err(MergeError::Io {
+                path: opts.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no database: the writer creates it",
+                ),
+            });
+        }
+        let conn = tributary_sqlite::open(
+            &opts.path,
+            &tributary_sqlite::Pragmas {
+                synchronous_full: opts.synchronous_full,
+                cache_kib: 16_384,
+                statement_cache: 32,
+                incremental_vacuum: false,
+                busy_timeout: BUSY_TIMEOUT,
+            },
+        )?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = tributary_sqlite::latest(MIGRATIONS);
+        if found > known {
+            return Err(MergeError::NewerSchema { found, known });
+        }
+        if found < known {
+            return Err(MergeError::Corrupt("database not migrated yet"));
+        }
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(SqliteStore::from_conn(conn, opts))
+    }
+
+    fn from_conn(conn: Connection, opts: &SqliteOptions) -> SqliteStore {
+        SqliteStore {
             conn,
             upsert: upsert_sql(),
-        })
+            sensor_upsert: sensor_upsert_sql(),
+            opts: opts.clone(),
+        }
+    }
+
+    /// The options it was opened with (to reopen after a failure).
+    pub fn options(&self) -> &SqliteOptions {
+        &self.opts
     }
 
     /// Number of stored (key, node) entries.
@@ -261,6 +379,14 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Reads the schema version: a cheap proof that the file answers
+    /// queries (readiness checks).
+    pub fn probe(&self) -> Result<(), MergeError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
     /// `PRAGMA integrity_check` returned `ok`.
     pub fn integrity_ok(&self) -> Result<bool, MergeError> {
         let s: String = self
@@ -279,7 +405,11 @@ impl SqliteStore {
     /// Rows of one sensor and resolution with a bucket index in
     /// `[lo, hi)`, by bucket then ascending node id, at most `limit`
     /// distinct buckets.
-    fn range(&self, q: &RangeQuery) -> Result<Vec<(u64, NodeId, Entry)>, MergeError> {
+    fn range(
+        &self,
+        q: &RangeQuery,
+        only: Option<NodeId>,
+    ) -> Result<Vec<(u64, NodeId, Entry)>, MergeError> {
         let ms = q.resolution.millis();
         let lo = q.from.as_millis().div_ceil(ms);
         let hi = q.to.as_millis().div_ceil(ms);
@@ -292,8 +422,23 @@ impl SqliteStore {
             i64::try_from(lo).unwrap_or(i64::MAX),
             i64::try_from(hi).unwrap_or(i64::MAX),
         );
-        let mut stmt = self.conn.prepare_cached(&range_sql(q.resolution))?;
-        let mut rows = stmt.query(params![q.sensor.0, q.resolution as u8, lo, hi])?;
+        let mut stmt;
+        let mut rows = match only {
+            None => {
+                stmt = self.conn.prepare_cached(&range_sql(q.resolution))?;
+                stmt.query(params![q.sensor.0, q.resolution as u8, lo, hi])?
+            }
+            Some(node) => {
+                stmt = self.conn.prepare_cached(&node_range_sql(q.resolution))?;
+                stmt.query(params![
+                    q.sensor.0,
+                    q.resolution as u8,
+                    lo,
+                    hi,
+                    to_sql(node.0)
+                ])?
+            }
+        };
         let mut buckets = 0usize;
         let mut last: Option<u64> = None;
         while let Some(r) = rows.next()? {
@@ -330,6 +475,21 @@ fn range_sql(resolution: Resolution) -> String {
     } else {
         "sensor = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
          AND resolution >= 1"
+    };
+    format!(
+        "SELECT bucket, node, version, {} FROM aggregate WHERE {filter} ORDER BY bucket",
+        SUMMARY_COLS.join(", ")
+    )
+}
+
+/// [`range_sql`] restricted to one node (`?5`): 1 s rows through the
+/// primary key, coarser ones through the sensor index.
+fn node_range_sql(resolution: Resolution) -> String {
+    let filter = if resolution == Resolution::Second {
+        "node = ?5 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 AND sensor = ?1"
+    } else {
+        "sensor = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
+         AND resolution >= 1 AND node = ?5"
     };
     format!(
         "SELECT bucket, node, version, {} FROM aggregate WHERE {filter} ORDER BY bucket",
@@ -388,7 +548,7 @@ impl MergeStore for SqliteStore {
         let ms = q.resolution.millis();
         let mut out: Vec<(Timestamp, Summary)> = Vec::new();
         let mut current: Option<u64> = None;
-        for (bucket, _, e) in self.range(q)? {
+        for (bucket, _, e) in self.range(q, None)? {
             match out.last_mut() {
                 // Rows come by bucket then ascending node: combining in that
                 // order is `AggregateState::merged`.
@@ -405,7 +565,20 @@ impl MergeStore for SqliteStore {
     fn per_node(&self, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError> {
         let ms = q.resolution.millis();
         Ok(self
-            .range(q)?
+            .range(q, None)?
+            .into_iter()
+            .map(|(bucket, node, entry)| NodeBucket {
+                bucket_start: Timestamp(bucket.saturating_mul(ms)),
+                node,
+                entry,
+            })
+            .collect())
+    }
+
+    fn node_series(&self, node: NodeId, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError> {
+        let ms = q.resolution.millis();
+        Ok(self
+            .range(q, Some(node))?
             .into_iter()
             .map(|(bucket, node, entry)| NodeBucket {
                 bucket_start: Timestamp(bucket.saturating_mul(ms)),
@@ -430,6 +603,41 @@ impl MergeStore for SqliteStore {
         let mut out = rows.collect::<Result<Vec<_>, _>>()?;
         out.sort_unstable_by_key(|n| n.node);
         Ok(out)
+    }
+
+    fn insert_alerts(
+        &mut self,
+        node: NodeId,
+        alerts: &[Alert],
+        received_ms: u64,
+    ) -> Result<AlertOutcome, MergeError> {
+        validate_alerts(node, alerts)?;
+        self.write_alerts(alerts, received_ms)
+    }
+
+    fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, MergeError> {
+        self.query_alerts(q)
+    }
+
+    fn ack_alert(&mut self, node: NodeId, hlc: Hlc, acked_ms: u64) -> Result<bool, MergeError> {
+        self.set_acked(node, hlc, acked_ms)
+    }
+
+    fn open_alert_count(&self) -> Result<u64, MergeError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM alert WHERE acked_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(from_sql(n.max(0)))
+    }
+
+    fn sensors(&self) -> Result<Vec<SensorRecord>, MergeError> {
+        self.sensor_records(None)
+    }
+
+    fn sensor(&self, sensor: SensorId) -> Result<Option<SensorRecord>, MergeError> {
+        Ok(self.sensor_records(Some(sensor))?.into_iter().next())
     }
 }
 
@@ -465,6 +673,9 @@ impl SqliteStore {
         let mut outcomes = Vec::with_capacity(group.len());
         {
             let mut upsert = tx.prepare_cached(&self.upsert)?;
+            let mut sensor_upsert = tx.prepare_cached(&self.sensor_upsert)?;
+            // (sensor, newest reading) of the applied entries of a batch.
+            let mut touched: Vec<(u32, u64)> = Vec::new();
             // Validated: versions and the watermark are at most i64::MAX,
             // so the signed max() is the unsigned one.
             let mut node_row = tx.prepare_cached(
@@ -496,10 +707,18 @@ impl SqliteStore {
                     ])?;
                     if changed > 0 {
                         outcome.applied += 1;
+                        touched.push((k.sensor.0, s.last_ts.0));
                     } else {
                         outcome.stale += 1;
                     }
                     version_high = version_high.max(e.version);
+                }
+                // One upsert per distinct sensor: the newest time first, so
+                // dedup keeps it.
+                touched.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                touched.dedup_by_key(|t| t.0);
+                for (sensor, newest) in touched.drain(..) {
+                    sensor_upsert.execute(params![node_sql, sensor, to_sql(newest)])?;
                 }
                 if !b.entries.is_empty() || b.progress.is_some() {
                     node_row.execute(params![
@@ -544,7 +763,49 @@ mod tests {
                 "SEARCH aggregate USING INDEX aggregate_by_sensor (sensor=? AND resolution=? AND bucket>? AND bucket<?)"
             };
             assert_eq!(first, want, "{r}: {plan:?}");
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", node_range_sql(r)))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params![1, r as u8, 0, 10, 3], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.len() == 1 && plan[0].starts_with("SEARCH aggregate USING"),
+                "{r}: {plan:?}"
+            );
         }
+    }
+
+    /// A version-1 database gets the sensor directory built from its
+    /// aggregates by the version-2 migration.
+    #[test]
+    fn migration_2_backfills_the_sensor_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        tributary_sqlite::migrate(&mut conn, &[V1]).unwrap();
+        for (sensor, node, last_ts) in [(4, 1, 10), (4, 1, 30), (4, 2, 20), (6, 2, 5)] {
+            conn.execute(
+                "INSERT INTO aggregate VALUES (?1, 1, ?2, ?3, 1, 1, 0, 0, 0, 0, ?4, ?4)",
+                params![sensor, last_ts, node, last_ts],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let got: Vec<_> = store
+            .sensors()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.sensor.0, r.nodes, r.newest.0))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(4, vec![NodeId(1), NodeId(2)], 30), (6, vec![NodeId(2)], 5)]
+        );
     }
 
     /// A REAL column would turn -0.0 into +0.0; the bits columns keep it.
