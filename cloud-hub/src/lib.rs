@@ -11,3 +11,6 @@ pub mod api;
 pub mod broker;
 pub mod metrics;
 pub mod store;
+pub mod config;
+pub mod daemon;
+pub mod sync;

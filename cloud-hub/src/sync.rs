@@ -213,9 +213,12 @@ pub async fn run(
         if sh.committing.is_none() && sh.group_due() {
             sh.start_commit();
         }
+        // A group waits for its interval only while no commit runs (the
+        // commit's end starts the next one).
         let group_deadline = sh
             .filling
             .opened
+            .filter(|_| sh.committing.is_none())
             .map(|t| t + sh.opts.group_interval);
         tokio::select! {
             biased;
@@ -228,7 +231,7 @@ pub async fn run(
             } => sh.committed(res).await,
             _ = async {
                 match group_deadline {
-                    Some(d) if sh.committing.is_none() => tokio::time::sleep_until(d).await,
+                    Some(d) => tokio::time::sleep_until(d).await,
                     _ => std::future::pending().await,
                 }
             } => sh.start_commit(),

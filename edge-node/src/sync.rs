@@ -68,6 +68,11 @@ pub struct UplinkOptions {
     /// How often the outbox is checked for new entries while connected.
     #[serde(with = "duration_str")]
     pub tick: Duration,
+    /// An idle session says `Hello` this often, so the hub's "last seen"
+    /// (its online/offline view of the fleet) stays fresh; the `Resume`
+    /// answer doubles as an ack.
+    #[serde(with = "duration_str")]
+    pub heartbeat: Duration,
     /// Cap of the first reconnect delay (full jitter below it).
     #[serde(with = "duration_str")]
     pub backoff_initial: Duration,
@@ -99,6 +104,7 @@ impl Default for UplinkOptions {
             window: node.window,
             retransmit_after: Duration::from_millis(node.retransmit_after_ms),
             tick: Duration::from_millis(250),
+            heartbeat: Duration::from_secs(20),
             backoff_initial: Duration::from_millis(link.initial_ms),
             backoff_max: Duration::from_millis(link.max_ms),
             backoff_multiplier: link.multiplier,
@@ -138,8 +144,8 @@ impl UplinkOptions {
         if self.max_batch_entries == 0 || self.window == 0 {
             p.push("max_batch_entries and window must be at least 1".to_owned());
         }
-        if self.retransmit_after.is_zero() || self.tick.is_zero() {
-            p.push("retransmit_after and tick must be above 0".to_owned());
+        if self.retransmit_after.is_zero() || self.tick.is_zero() || self.heartbeat.is_zero() {
+            p.push("retransmit_after, tick and heartbeat must be above 0".to_owned());
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             p.push("need 0 < backoff_initial <= backoff_max".to_owned());
@@ -269,6 +275,10 @@ struct Agent {
     lost_session: bool,
     /// Publishes the client's queue had no room for, oldest first.
     unsent: VecDeque<(String, Vec<u8>)>,
+    /// When anything was last published (for the heartbeat).
+    last_publish_ms: u64,
+    /// The node's highest version, as last reported by the store.
+    version_high: u64,
 }
 
 /// Runs the uplink until `shutdown`; see the [module docs](self).
@@ -308,6 +318,8 @@ pub async fn run(
         alerts: Vec::new(),
         lost_session: false,
         unsent: VecDeque::new(),
+        last_publish_ms: 0,
+        version_high: 0,
     };
     agent.status.update(|s| s.broker = broker.clone());
     agent.publish_state(now());
@@ -327,6 +339,7 @@ pub async fn run(
                 } else if agent.ready {
                     agent.step(SyncEvent::Tick).await;
                     agent.alerts_tick().await;
+                    agent.heartbeat();
                 }
             }
             event = eventloop.poll() => match event {
@@ -436,6 +449,7 @@ impl Agent {
                 .inc();
             tracing::error!(error = %e, "hub message refused");
         }
+        self.version_high = out.version_high;
         self.status.update(|s| {
             s.streaming = out.streaming;
             s.acked = out.acked;
@@ -504,6 +518,7 @@ impl Agent {
             .sync_published
             .get_or_create(&[("kind", k)])
             .inc();
+        self.last_publish_ms = now();
         self.unsent.push_back((topic(self.node, t), v1::encode(m)));
         self.flush_unsent();
     }
@@ -521,6 +536,20 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// An idle session's `Hello` (see [`UplinkOptions::heartbeat`]). Sent
+    /// directly: the hub answers `Resume`, which the state machine takes as
+    /// an ack of what it already knows.
+    fn heartbeat(&mut self) {
+        if now().saturating_sub(self.last_publish_ms) < ms(self.opts.heartbeat) {
+            return;
+        }
+        self.publish(&Message::Hello(tributary_core::codec::v1::Hello {
+            node: self.node,
+            version_high: self.version_high,
+            digest: None,
+        }));
     }
 
     /// Sends pending alerts (up to the window) and re-sends stale ones.

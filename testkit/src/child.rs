@@ -64,6 +64,7 @@ impl ChildGuard {
         log_dir: &Path,
     ) -> io::Result<Self> {
         let name = name.into();
+        std::fs::create_dir_all(log_dir)?;
         let path = log_dir.join(format!("{name}.log"));
         let mut out = OpenOptions::new()
             .create(true)
