@@ -31,6 +31,7 @@ use actix_web::http::header::ContentType;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, HttpServer, web};
 use serde_json::json;
+use tracing::Instrument;
 use utoipa::OpenApi;
 
 use crate::metrics::Metrics;
@@ -201,7 +202,9 @@ async fn count_responses(
         .app_data::<web::Data<ApiState>>()
         .map(|s| s.metrics.clone());
     let route = route_label(req.match_pattern().as_deref());
-    let res = next.call(req).await?;
+    // One span per request (STYLE.md §5); handlers' store calls nest in it.
+    let span = tracing::debug_span!("http_request", method = %req.method(), route);
+    let res = next.call(req).instrument(span).await?;
     if let Some(m) = metrics {
         let class = match res.status().as_u16() {
             200..=299 => "2xx",

@@ -48,7 +48,7 @@
 //!
 //! `node` holds the per-node bookkeeping ([`NodeRecord`]).
 //!
-//! Version 2 adds `alert` (one row per `(node, hlc)`, see [`alerts`]) and
+//! Version 2 adds `alert` (one row per `(node, hlc)`, see `sqlite/alerts.rs`) and
 //! `sensor_node`: per (node, sensor) the newest reading time, maintained by
 //! the merge (one upsert per distinct sensor of a batch, only when an entry
 //! was applied, and written only when the time moves forward), so `/sensors`
