@@ -8,6 +8,11 @@ const DAY_SLOTS: usize = 24;
 const WEEK_SLOTS: usize = 7 * 24;
 /// 1970-01-01 was a Thursday; shifting by three days makes slot 0 Monday 00:00 UTC.
 const WEEK_OFFSET_HOURS: u64 = 3 * 24;
+/// A sample counts fully towards its slot only if it is at least this long
+/// after the previous one; closer samples count for their share of it. Five
+/// minutes is the spacing the default `alpha` was tuned at (most of NAB), so
+/// a slot remembers about `1/alpha` × 5 min (50 min by default) at any rate.
+const LEARN_INTERVAL_MS: u64 = 300_000;
 
 /// One EWMA mean per coarse time slot, as `f32` to keep the state small.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,19 +27,29 @@ impl<const S: usize> Profile<S> {
         count: [0; S],
     };
 
-    /// The slot's mean, if it has seen at least `warmup` samples (the count
-    /// saturates at 255).
-    fn get(&self, slot: usize, warmup: u8) -> Option<f64> {
-        let n = *self.count.get(slot)?;
-        let m = *self.mean.get(slot)?;
-        (n >= warmup.max(1)).then_some(f64::from(m))
+    /// How many samples the slot has learned (saturating at 255; 0 for a
+    /// slot out of range).
+    fn count(&self, slot: usize) -> u8 {
+        self.count.get(slot).copied().unwrap_or(0)
     }
 
-    fn update(&mut self, slot: usize, x: f64, alpha: f64) {
+    /// The slot's mean (`None` for a slot out of range).
+    fn mean(&self, slot: usize) -> Option<f64> {
+        self.mean.get(slot).map(|&m| f64::from(m))
+    }
+
+    /// Folds `x` in with weight `max(alpha, 1/(n+1))·share`, where `share`
+    /// in `[0, 1]` is the part of a full sample this one stands for (the
+    /// first sample of a slot always takes it whole).
+    fn update(&mut self, slot: usize, x: f64, alpha: f64, share: f64) {
         let (Some(m), Some(n)) = (self.mean.get_mut(slot), self.count.get_mut(slot)) else {
             return;
         };
-        let w = alpha.max(1.0 / (f64::from(*n) + 1.0));
+        let w = if *n == 0 {
+            1.0
+        } else {
+            alpha.max(1.0 / (f64::from(*n) + 1.0)) * share
+        };
         let new = (f64::from(*m) + w * (x - f64::from(*m))) as f32;
         if new.is_finite() {
             *m = new;
@@ -77,11 +92,24 @@ pub struct Seasonal {
     raw: Ewma,
     day: Profile<DAY_SLOTS>,
     week: Profile<WEEK_SLOTS>,
-    /// The hour (since the epoch) of the latest sample, and how many samples
-    /// fell in it: those do not count towards a slot's warm-up, so a slot
-    /// predicts from earlier days or weeks, never from the last few minutes.
-    hour: u64,
-    in_hour: u8,
+    /// The latest sample's hour (since the epoch), and its day and week
+    /// slots' sample counts as they were before its first sample: only those
+    /// earlier visits count towards a slot's warm-up, so a slot predicts from
+    /// earlier days or weeks, never from the last few minutes.
+    ///
+    /// Why counts at the visit's start rather than "count minus samples in
+    /// this hour": both saturate at 255, so on a stream with more than 255
+    /// samples an hour (one every 14 s) the subtraction stopped excluding the
+    /// current visit, and 255 samples into any hour a never-seen slot began
+    /// predicting from its own last few samples (issue #7's false alarms on a
+    /// smooth 1 Hz series). A snapshot taken before the visit cannot saturate
+    /// into a wrong answer. The two bytes fit in the struct's padding.
+    ///
+    /// `last` is the latest sample's time in ms (meaningful once `seen`).
+    last: u64,
+    seen: bool,
+    day_before: u8,
+    week_before: u8,
     warmup: u8,
 }
 
@@ -92,6 +120,11 @@ impl Seasonal {
     /// Residual z-scores are silent until this many residuals were seen.
     const RESIDUAL_WARMUP: u32 = 30;
 
+    /// How many residuals the prior on the residual spread weighs (it is
+    /// the residual EWMA's `1/alpha`, so the prior decays like any old
+    /// residual: by 1 % a sample).
+    const RESIDUAL_PRIOR: u32 = 100;
+
     /// A detector whose slots learn with EWMA weight `alpha` and are trusted
     /// after `warmup` samples from earlier visits.
     pub const fn new(alpha: f64, warmup: u8) -> Self {
@@ -101,10 +134,17 @@ impl Seasonal {
             raw: Ewma::NEW,
             day: Profile::NEW,
             week: Profile::NEW,
-            hour: u64::MAX,
-            in_hour: 0,
+            last: 0,
+            seen: false,
+            day_before: 0,
+            week_before: 0,
             warmup,
         }
+    }
+
+    /// Whether hour `hours` (since the epoch) is the latest sample's.
+    fn in_latest_hour(&self, hours: u64) -> bool {
+        self.seen && self.last / HOUR_MS == hours
     }
 
     /// The profile's prediction for time `t`, once learned.
@@ -112,18 +152,24 @@ impl Seasonal {
         let hours = t.as_millis() / HOUR_MS;
         let week_slot = ((hours + WEEK_OFFSET_HOURS) % WEEK_SLOTS as u64) as usize;
         let day_slot = (hours % DAY_SLOTS as u64) as usize;
-        let this_visit = if hours == self.hour { self.in_hour } else { 0 };
-        let need = self.warmup.max(1).saturating_add(this_visit);
-        self.week
-            .get(week_slot, need)
-            .or_else(|| self.day.get(day_slot, need))
+        let need = self.warmup.max(1);
+        // In the hour being visited, judge warm-up by the counts before the
+        // visit; any other hour has no samples of this visit in its slots.
+        let (week_n, day_n) = if self.in_latest_hour(hours) {
+            (self.week_before, self.day_before)
+        } else {
+            (self.week.count(week_slot), self.day.count(day_slot))
+        };
+        let week = (week_n >= need).then(|| self.week.mean(week_slot)).flatten();
+        week.or_else(|| (day_n >= need).then(|| self.day.mean(day_slot)).flatten())
     }
 
     /// Residual variance over raw variance (EWMA estimates): near 0 when the
     /// daily/weekly profile explains the series, about 1 or more when it
     /// does not. `1` before anything is learned.
     pub fn residual_ratio(&self) -> f64 {
-        if self.residuals.n < Self::RESIDUAL_WARMUP || self.raw.var <= 0.0 {
+        if self.residuals.n < Self::RESIDUAL_PRIOR + Self::RESIDUAL_WARMUP || self.raw.var <= 0.0
+        {
             return 1.0;
         }
         let r = self.residuals.var / self.raw.var;
@@ -140,7 +186,22 @@ impl Seasonal {
         if let Some(expected) = self.expected(t) {
             let r = x - expected;
             if r.is_finite() {
-                if self.residuals.n >= Self::RESIDUAL_WARMUP {
+                if self.residuals.n == 0 {
+                    // Start from "the profile explains nothing": residual
+                    // spread = raw spread, weighing like a full EWMA memory.
+                    // Why: estimated from scratch, the spread of the first
+                    // residuals of a smooth series (30 consecutive samples,
+                    // 30 s at 1 Hz) is far below what the next minutes bring,
+                    // so the gate opened on a profile that explained nothing
+                    // and the next ordinary residual scored a huge z
+                    // (issue #7). Real evidence has to outweigh this prior.
+                    self.residuals = Ewma {
+                        mean: 0.0,
+                        var: self.raw.var,
+                        n: Self::RESIDUAL_PRIOR,
+                    };
+                }
+                if self.residuals.n >= Self::RESIDUAL_PRIOR + Self::RESIDUAL_WARMUP {
                     z = self.residuals.z(r);
                 }
                 self.residuals.update(r, 0.01, 4.0);
@@ -150,14 +211,30 @@ impl Seasonal {
         let hours = t.as_millis() / HOUR_MS;
         let week_slot = ((hours + WEEK_OFFSET_HOURS) % WEEK_SLOTS as u64) as usize;
         let day_slot = (hours % DAY_SLOTS as u64) as usize;
-        self.day.update(day_slot, x, self.alpha);
-        self.week.update(week_slot, x, self.alpha);
-        if hours == self.hour {
-            self.in_hour = self.in_hour.saturating_add(1);
-        } else {
-            self.hour = hours;
-            self.in_hour = 1;
+        if !self.in_latest_hour(hours) {
+            self.day_before = self.day.count(day_slot);
+            self.week_before = self.week.count(week_slot);
         }
+        // Why a share of time and not a fixed weight per sample: with `alpha`
+        // per sample a slot forgets all but its last ~1/alpha samples, which
+        // at 1 Hz is the last 10 seconds of the hour, not the hour: the
+        // profile became a short moving average that "explained" any smooth
+        // series (so the gate let it count), predicted each new hour from
+        // the last seconds of yesterday's, and raised a near-certain alarm at
+        // every hour boundary from the second day on (issue #7). Capping the
+        // learning at `alpha` per 5 minutes keeps a slot's memory most of an
+        // hour long at any rate; at one sample per 5 minutes or slower (most
+        // of NAB) every sample is whole, as before.
+        let share = if self.seen {
+            let dt = t.as_millis().saturating_sub(self.last);
+            (dt as f64 / LEARN_INTERVAL_MS as f64).min(1.0)
+        } else {
+            1.0
+        };
+        self.day.update(day_slot, x, self.alpha, share);
+        self.week.update(week_slot, x, self.alpha, share);
+        self.last = t.as_millis();
+        self.seen = true;
         z
     }
 }
