@@ -206,7 +206,9 @@ impl RawConfig {
         let mut duration = |what: &str, s: &str| match humantime::parse_duration(s) {
             Ok(d) => Some(d),
             Err(e) => {
-                errors.push(format!("{what} `{s}`: {e} (write it with a unit, e.g. \"5s\")"));
+                errors.push(format!(
+                    "{what} `{s}`: {e} (write it with a unit, e.g. \"5s\")"
+                ));
                 None
             }
         };
@@ -238,7 +240,10 @@ impl RawConfig {
             !self.broker.client_id.is_empty(),
             "broker.client_id must not be empty",
         );
-        check(!self.broker.host.is_empty(), "broker.host must not be empty");
+        check(
+            !self.broker.host.is_empty(),
+            "broker.host must not be empty",
+        );
         check(
             self.sync.group_max_deltas > 0,
             "sync.group_max_deltas must be positive",

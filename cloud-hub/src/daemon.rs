@@ -97,10 +97,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
             tracing::info!(%addr, "embedded MQTT broker listening");
             (Some(b), addr.to_string())
         }
-        BrokerMode::External => (
-            None,
-            format!("{}:{}", config.sync.host, config.sync.port),
-        ),
+        BrokerMode::External => (None, format!("{}:{}", config.sync.host, config.sync.port)),
     };
     let mut sync_opts = config.sync.clone();
     if let Some(b) = &broker {
@@ -121,12 +118,11 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
 
     let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
         .with_online_window(config.online_window);
-    let (server, http) = crate::api::server(config.http_listen, state).map_err(|source| {
-        DaemonError::Http {
+    let (server, http) =
+        crate::api::server(config.http_listen, state).map_err(|source| DaemonError::Http {
             addr: config.http_listen,
             source,
-        }
-    })?;
+        })?;
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     Ok(Running {

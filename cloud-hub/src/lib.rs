@@ -9,8 +9,8 @@
 
 pub mod api;
 pub mod broker;
-pub mod metrics;
-pub mod store;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
+pub mod store;
 pub mod sync;

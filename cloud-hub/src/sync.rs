@@ -366,10 +366,7 @@ impl Shell {
                     return;
                 }
                 let mut sink = Collect::default();
-                match self
-                    .hub
-                    .on_message(node, Message::Delta(d), now, &mut sink)
-                {
+                match self.hub.on_message(node, Message::Delta(d), now, &mut sink) {
                     Ok(answers) => {
                         let progress = Progress {
                             seen_ms: now,
@@ -380,7 +377,10 @@ impl Shell {
                     Err(e) => self.reject(e.reason(), topic),
                 }
             }
-            hello => match self.hub.on_message(node, hello, now, &mut Collect::default()) {
+            hello => match self
+                .hub
+                .on_message(node, hello, now, &mut Collect::default())
+            {
                 Ok(answers) => {
                     // The Resume names the watermark: it waits for the
                     // commit of anything that advanced it. "Last seen"
@@ -491,7 +491,9 @@ impl Shell {
                 }
             }
             Ok(Err(e)) if e.is_rejection() => self.reject(e.reason(), "alert"),
-            Ok(Err(e)) => tracing::error!(error = %e, "storing an alert failed; the node re-sends it"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "storing an alert failed; the node re-sends it")
+            }
             Err(_) => tracing::error!("store writer unreachable; the node re-sends the alert"),
         }
     }

@@ -52,8 +52,16 @@ fn gateways_converge_exactly_through_drops_partitions_stalls_and_throttling() {
     let tmp = tempfile::tempdir().unwrap();
     let logs = tmp.path().join("logs");
     let proxy = FaultProxy::start(broker.addr()).unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), &logs, HubBroker::External(broker.port()));
-    let sims = [sim(1, 4, 20.0, 300), sim(2, 4, 20.0, 300), sim(3, 2, 20.0, 300)];
+    let hub = Hub::start(
+        &tmp.path().join("hub"),
+        &logs,
+        HubBroker::External(broker.port()),
+    );
+    let sims = [
+        sim(1, 4, 20.0, 300),
+        sim(2, 4, 20.0, 300),
+        sim(3, 2, 20.0, 300),
+    ];
     // Small deltas: many messages in flight, so faults hit mid-batch.
     let edges: Vec<Edge> = sims
         .iter()
@@ -98,7 +106,10 @@ fn gateways_converge_exactly_through_drops_partitions_stalls_and_throttling() {
         "the hub's daily buckets count every simulated reading once"
     );
     let stats = proxy.stats();
-    assert!(stats.dropped > 0, "the faults did cut connections: {stats:?}");
+    assert!(
+        stats.dropped > 0,
+        "the faults did cut connections: {stats:?}"
+    );
 }
 
 #[test]
@@ -130,14 +141,22 @@ fn kill9_of_a_gateway_mid_sync_and_of_the_hub_mid_merge_still_converges_exactly(
             .all(|(e, s)| e.ingested() >= s.readings())
     });
     assert!(done);
-    let mut hub = Hub::start(&tmp.path().join("hub"), &logs, HubBroker::External(broker.port()));
+    let mut hub = Hub::start(
+        &tmp.path().join("hub"),
+        &logs,
+        HubBroker::External(broker.port()),
+    );
     // Kill both sides once the catch-up is under way but not finished.
-    let under_way = tributary_testkit::wait_until(Duration::from_secs(60), "catch-up under way", || {
-        let s = edges[0].status();
-        let acked = s["uplink"]["acked"].as_u64().unwrap_or(0);
-        acked > 0 && acked < s["version_high"].as_u64().unwrap_or(0)
-    });
-    assert!(under_way, "edge0 synced before it could be killed: make the backlog bigger");
+    let under_way =
+        tributary_testkit::wait_until(Duration::from_secs(60), "catch-up under way", || {
+            let s = edges[0].status();
+            let acked = s["uplink"]["acked"].as_u64().unwrap_or(0);
+            acked > 0 && acked < s["version_high"].as_u64().unwrap_or(0)
+        });
+    assert!(
+        under_way,
+        "edge0 synced before it could be killed: make the backlog bigger"
+    );
     edges[0].kill9_and_restart();
     hub.kill9_and_restart();
 
@@ -163,7 +182,12 @@ fn the_embedded_broker_carries_the_same_protocol() {
     // Spikes: the detectors raise alerts, which must reach the hub too.
     s.spike_probability = 0.02;
     let edge = Edge::start("edge0", &tmp.path().join("edge0"), &logs, port, s, "");
-    wait_converged(&hub, &[&edge], &[Some(s.readings())], Duration::from_secs(60));
+    wait_converged(
+        &hub,
+        &[&edge],
+        &[Some(s.readings())],
+        Duration::from_secs(60),
+    );
     assert_eq!(assert_converged(&hub, &[&edge]), s.readings());
 
     // Every alert the gateway recorded is at the hub, once.
@@ -175,18 +199,19 @@ fn the_embedded_broker_carries_the_same_protocol() {
         .map(|a| a["hlc"].as_u64().unwrap())
         .collect();
     assert!(!want.is_empty(), "spikes raised no alert: {edge_alerts}");
-    let synced = tributary_testkit::wait_until(Duration::from_secs(30), "alerts at the hub", || {
-        let got = system::json(
-            hub.http,
-            &format!("/api/v1/alerts?node={}&limit=1000", edge.node),
-        );
-        let got: Vec<u64> = got["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["hlc"].as_u64().unwrap_or(0))
-            .collect();
-        got.len() == want.len() && got.iter().all(|h| want.contains(h))
-    });
+    let synced =
+        tributary_testkit::wait_until(Duration::from_secs(30), "alerts at the hub", || {
+            let got = system::json(
+                hub.http,
+                &format!("/api/v1/alerts?node={}&limit=1000", edge.node),
+            );
+            let got: Vec<u64> = got["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["hlc"].as_u64().unwrap_or(0))
+                .collect();
+            got.len() == want.len() && got.iter().all(|h| want.contains(h))
+        });
     assert!(synced, "edge alerts {want:?} never all reached the hub");
 }

@@ -70,7 +70,9 @@ impl Hub {
         let cfg = dir.join("hub.toml");
         let broker_cfg = match broker {
             HubBroker::External(port) => {
-                format!("[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive = \"2s\"\n")
+                format!(
+                    "[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive = \"2s\"\n"
+                )
             }
             HubBroker::Embedded(port) => {
                 format!("[broker]\nmode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n")
@@ -198,7 +200,14 @@ impl Edge {
     /// Starts an edge whose uplink goes to `127.0.0.1:mqtt_port`, with
     /// fast reconnects and retransmissions (a test cannot wait minutes) and
     /// `extra` appended to its `[uplink]` section.
-    pub fn start(name: &str, dir: &Path, logs: &Path, mqtt_port: u16, sim: Sim, extra: &str) -> Edge {
+    pub fn start(
+        name: &str,
+        dir: &Path,
+        logs: &Path,
+        mqtt_port: u16,
+        sim: Sim,
+        extra: &str,
+    ) -> Edge {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
@@ -275,7 +284,8 @@ pub fn buckets(addr: SocketAddr, sensor: u32, res: &str, extra: &str) -> Vec<Val
     let mut out = Vec::new();
     let mut from: Option<u64> = None;
     loop {
-        let mut path = format!("/api/v1/aggregates?sensor={sensor}&resolution={res}&limit=10000{extra}");
+        let mut path =
+            format!("/api/v1/aggregates?sensor={sensor}&resolution={res}&limit=10000{extra}");
         if let Some(f) = from {
             path.push_str(&format!("&from={f}"));
         }
@@ -328,24 +338,46 @@ pub fn assert_converged(hub: &Hub, edges: &[&Edge]) -> u64 {
                     e.name
                 );
                 for (a, b) in mine_exact.iter().zip(&hub_exact) {
-                    assert_eq!(a, b, "edge {} sensor {sensor} {res}: bucket differs", e.name);
+                    assert_eq!(
+                        a, b,
+                        "edge {} sensor {sensor} {res}: bucket differs",
+                        e.name
+                    );
                 }
                 for b in &mine {
                     let start = b["bucket_start"].as_u64().unwrap();
-                    let w = want.entry(start).or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
+                    let w = want
+                        .entry(start)
+                        .or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
                     w.0 += b["count"].as_u64().unwrap();
                     w.1 = w.1.min(b["min"].as_f64().unwrap());
                     w.2 = w.2.max(b["max"].as_f64().unwrap());
                 }
             }
             let merged = buckets(hub.http, sensor, res, "");
-            assert_eq!(merged.len(), want.len(), "sensor {sensor} {res}: merged bucket count");
+            assert_eq!(
+                merged.len(),
+                want.len(),
+                "sensor {sensor} {res}: merged bucket count"
+            );
             for m in &merged {
                 let start = m["start"].as_u64().unwrap();
                 let (count, min, max) = want[&start];
-                assert_eq!(m["count"].as_u64(), Some(count), "sensor {sensor} {res} @{start}: merged count");
-                assert_eq!(m["min"].as_f64(), Some(min), "sensor {sensor} {res} @{start}: merged min");
-                assert_eq!(m["max"].as_f64(), Some(max), "sensor {sensor} {res} @{start}: merged max");
+                assert_eq!(
+                    m["count"].as_u64(),
+                    Some(count),
+                    "sensor {sensor} {res} @{start}: merged count"
+                );
+                assert_eq!(
+                    m["min"].as_f64(),
+                    Some(min),
+                    "sensor {sensor} {res} @{start}: merged min"
+                );
+                assert_eq!(
+                    m["max"].as_f64(),
+                    Some(max),
+                    "sensor {sensor} {res} @{start}: merged max"
+                );
                 if res == "1d" {
                     total += count;
                 }
@@ -359,10 +391,7 @@ pub fn assert_converged(hub: &Hub, edges: &[&Edge]) -> u64 {
 /// each node is its version_high), printing progress on failure.
 pub fn wait_converged(hub: &Hub, edges: &[&Edge], expected: &[Option<u64>], within: Duration) {
     let ok = poll_for(within, || {
-        let all = edges
-            .iter()
-            .zip(expected)
-            .all(|(e, n)| e.synced(*n));
+        let all = edges.iter().zip(expected).all(|(e, n)| e.synced(*n));
         if !all {
             return None;
         }
