@@ -304,7 +304,7 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(mqtt, 256);
     // The node id seeds the jitter: gateways that lost the hub together
     // spread their retries differently, and a replay is reproducible.
-    let link = Link::new(opts.link_config(), node.0 ^ 0x5bd1_e995);
+    let link = Link::starting_at(opts.link_config(), node.0 ^ 0x5bd1_e995, now());
     let mut agent = Agent {
         node,
         opts,

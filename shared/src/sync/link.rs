@@ -125,6 +125,16 @@ impl Link {
         }
     }
 
+    /// [`new`](Self::new), down since `now_ms` (the shell's start), so
+    /// [`offline_ms`](Self::offline_ms) counts from there rather than from
+    /// the epoch.
+    pub fn starting_at(config: LinkConfig, seed: u64, now_ms: u64) -> Link {
+        Link {
+            state: LinkState::Offline { since_ms: now_ms },
+            ..Link::new(config, seed)
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> LinkState {
         self.state
@@ -257,6 +267,16 @@ mod tests {
             breaker_failures: 5,
             breaker_open_ms: 60_000,
         }
+    }
+
+    #[test]
+    fn a_link_started_later_counts_its_outage_from_its_start() {
+        let mut l = Link::starting_at(config(), 1, 5_000);
+        assert_eq!(l.state(), LinkState::Offline { since_ms: 5_000 });
+        assert_eq!(l.offline_ms(7_000), 2_000);
+        assert!(l.should_attempt(5_000));
+        l.on_attempt_failed(6_000);
+        assert_eq!(l.offline_ms(8_000), 3_000);
     }
 
     #[test]

@@ -1,0 +1,338 @@
+//! `tributary-demo`: the README's first command (via `scripts/demo.sh`).
+//!
+//! Starts, as real processes with their data in one folder:
+//! - a `tributary-hub` with its embedded MQTT broker and SQLite store;
+//! - three `tributary-edge` gateways, each with simulated sensors (daily
+//!   cycle, noise, spikes, stuck periods, drift) and the anomaly detectors;
+//! - a fault-injecting TCP proxy in front of the broker for the third
+//!   gateway, which cuts its uplink for `--outage-for` every
+//!   `--outage-every`, so the dashboard shows it go offline, fall behind and
+//!   catch up exactly.
+//!
+//! It prints the dashboard URL, then one progress line per gateway every
+//! `--report-every`. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly:
+//! every process drains and exits; the data stays in `--data-dir`, and the
+//! next run continues from it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tributary_testkit::{FaultProxy, Mode, free_port};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Tributary demo: a hub and three gateways with simulated sensors"
+)]
+struct Cli {
+    /// Where every process keeps its data and logs.
+    #[arg(long, default_value = "tributary-demo-data")]
+    data_dir: PathBuf,
+    /// The hub's HTTP address (dashboard and API); a free port is used if
+    /// this one is taken.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    hub_http: SocketAddr,
+    /// Simulated sensors per gateway.
+    #[arg(long, default_value_t = 6)]
+    sensors: u32,
+    /// Readings per second per sensor.
+    #[arg(long, default_value_t = 1.0)]
+    rate_hz: f64,
+    /// How often the third gateway loses its uplink.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    outage_every: Duration,
+    /// How long each outage lasts.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    outage_for: Duration,
+    /// How often a progress line is printed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    report_every: Duration,
+}
+
+/// A child process that gets SIGTERM (an orderly drain) when the demo stops.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, logs: &Path) -> Result<Proc> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{name}.log")))
+            .with_context(|| format!("cannot open the log of {name}"))?;
+        let child = cmd
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            // Its own process group: the terminal's Ctrl-C reaches only the
+            // demo, which then stops the children in order.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then up to `grace` for the drain, then SIGKILL.
+    fn stop(&mut self, grace: Duration) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "demo: {} did not stop within {grace:?}; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .map(|d| d.join(name))
+        .context("no directory beside the demo binary")?;
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it first (`cargo build --bins`, as scripts/demo.sh does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn port_free(addr: SocketAddr) -> bool {
+    TcpListener::bind(addr).is_ok()
+}
+
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    if !(cli.rate_hz > 0.0 && cli.rate_hz <= 100.0) || cli.sensors == 0 || cli.sensors > 1000 {
+        bail!("--rate-hz must be in (0, 100] and --sensors in 1..=1000");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    let dir = std::path::absolute(&cli.data_dir)?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+
+    let hub_http = if port_free(cli.hub_http) {
+        cli.hub_http
+    } else {
+        let a = SocketAddr::new(cli.hub_http.ip(), free_port());
+        eprintln!("demo: {} is taken; the hub uses {a}", cli.hub_http);
+        a
+    };
+    let mqtt: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut hub = Proc::spawn(
+        "hub",
+        Command::new(sibling("tributary-hub")?)
+            .args(["run", "--data-dir"])
+            .arg(dir.join("hub"))
+            .args(["--http-listen", &hub_http.to_string()])
+            .args(["--mqtt-listen", &mqtt.to_string()]),
+        &logs,
+    )?;
+    wait_http(hub_http, "/readyz", &mut hub, &logs, &stop)?;
+
+    // The third gateway reaches the broker through the proxy.
+    let proxy = FaultProxy::start(mqtt).context("cannot start the uplink proxy")?;
+    let mut edges = Vec::new();
+    for i in 0..3u32 {
+        let name = format!("edge{}", i + 1);
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let port = if i == 2 { proxy.port() } else { mqtt.port() };
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "# Written by tributary-demo.\n[node]\ndata_dir = \"{data}\"\n\
+                 [http]\nlisten = \"{http}\"\n\
+                 [sources.simulator]\nsensors = {sensors}\nfirst_sensor = {first}\n\
+                 rate_hz = {rate:?}\nseed = {seed}\nspike_probability = 0.003\n\
+                 [uplink]\nport = {port}\nkeep_alive = \"5s\"\nbackoff_initial = \"500ms\"\n\
+                 backoff_max = \"10s\"\nheartbeat = \"10s\"\n",
+                data = dir.join(&name).display(),
+                sensors = cli.sensors,
+                // Gateways 1 and 2 watch the same sensors (the hub adds
+                // them up); gateway 3 has its own.
+                first = if i == 2 { 2000 } else { 1000 },
+                rate = cli.rate_hz,
+                seed = i + 1,
+            ),
+        )?;
+        let mut p = Proc::spawn(
+            &name,
+            Command::new(sibling("tributary-edge")?)
+                .args(["run", "--config"])
+                .arg(&cfg),
+            &logs,
+        )?;
+        wait_http(http, "/healthz", &mut p, &logs, &stop)?;
+        edges.push((p, http));
+    }
+
+    println!("Tributary demo running; data and logs in {}", dir.display());
+    println!("  dashboard   http://{hub_http}/");
+    println!("  hub API     http://{hub_http}/api/v1/nodes");
+    for (i, (_, http)) in edges.iter().enumerate() {
+        println!("  gateway {}   http://{http}/api/v1/status", i + 1);
+    }
+    println!(
+        "  gateway 3 loses its uplink for {:?} every {:?}. Ctrl-C stops everything.",
+        cli.outage_for, cli.outage_every
+    );
+
+    let started = Instant::now();
+    let mut next_report = started;
+    let mut outage_until: Option<Instant> = None;
+    let mut next_outage = started + cli.outage_every;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next_outage && outage_until.is_none() {
+            proxy.set_mode(Mode::Partition);
+            outage_until = Some(now + cli.outage_for);
+            next_outage = now + cli.outage_every;
+            println!("demo: gateway 3 uplink cut for {:?}", cli.outage_for);
+        }
+        if outage_until.is_some_and(|t| now >= t) {
+            proxy.set_mode(Mode::Pass);
+            outage_until = None;
+            println!("demo: gateway 3 uplink restored; watch it catch up");
+        }
+        if now >= next_report {
+            next_report = now + cli.report_every;
+            for (i, (_, http)) in edges.iter().enumerate() {
+                println!("  gateway {}: {}", i + 1, progress(*http));
+            }
+        }
+        if !hub.alive() || edges.iter_mut().any(|(p, _)| !p.alive()) {
+            eprintln!("demo: a process exited; see {}", logs.display());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("demo: stopping (each process drains and exits)");
+    for (p, _) in edges.iter_mut().rev() {
+        p.stop(Duration::from_secs(15));
+    }
+    hub.stop(Duration::from_secs(15));
+    println!("demo: stopped; data kept in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A gateway's one-line progress: readings, versions, what the hub has
+/// acknowledged, the uplink state.
+fn progress(http: SocketAddr) -> String {
+    match tributary_testkit::http::get(http, "/api/v1/status") {
+        Ok(r) if r.status == 200 => {
+            let s: serde_json::Value = match serde_json::from_slice(&r.body) {
+                Ok(v) => v,
+                Err(e) => return format!("bad status JSON: {e}"),
+            };
+            let up = &s["uplink"];
+            format!(
+                "{} readings stored, version {} acked {} ({} behind), uplink {}{}",
+                s["raw_readings"],
+                s["version_high"],
+                up["acked"],
+                s["version_high"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(up["acked"].as_u64().unwrap_or(0)),
+                up["state"].as_str().unwrap_or("?"),
+                match up["offline_ms"].as_u64() {
+                    Some(ms) if ms > 0 => format!(" for {} s", ms / 1000),
+                    _ => String::new(),
+                }
+            )
+        }
+        Ok(r) => format!("status {}", r.status),
+        Err(e) => format!("unreachable: {e}"),
+    }
+}
+
+/// Polls `path` until it answers 200, the process dies, or Ctrl-C.
+fn wait_http(
+    addr: SocketAddr,
+    path: &str,
+    p: &mut Proc,
+    logs: &Path,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if matches!(tributary_testkit::http::get(addr, path), Ok(r) if r.status == 200) {
+            return Ok(());
+        }
+        if !p.alive() {
+            let tail = tail_log(logs, &p.name);
+            bail!("{} exited during start-up:\n{tail}", p.name);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{} did not answer {path} on {addr}", p.name)
+}
+
+/// The last lines of a process's log.
+fn tail_log(logs: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Sets `stop` on SIGINT or SIGTERM. A small tokio runtime on its own
+/// thread does the signal handling (safe code only; the main loop stays
+/// plain threads and sleeps).
+fn watch_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+    Ok(())
+}

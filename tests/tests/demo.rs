@@ -1,0 +1,100 @@
+//! The README's first command runs `tributary-demo` (through
+//! `scripts/demo.sh`): this test runs the same binary, waits until data from
+//! all three gateways reaches the hub's API, stops it with Ctrl-C (SIGINT)
+//! and checks that it and every process it started exit cleanly, leaving
+//! their data behind.
+
+mod system;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tributary_testkit::http::get;
+use tributary_testkit::{ChildGuard, free_port, poll_for};
+
+#[test]
+fn the_demo_brings_three_gateways_to_the_hub_and_stops_cleanly_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let hub_http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut child = Command::new(system::bin("tributary-demo"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--hub-http", &hub_http.to_string()])
+        .args(["--rate-hz", "5", "--sensors", "3"])
+        .args([
+            "--outage-every",
+            "3s",
+            "--outage-for",
+            "2s",
+            "--report-every",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary-demo");
+    let stdout = child.stdout.take().unwrap();
+    let mut demo = ChildGuard::new("demo", child);
+
+    // The URL it prints is the one a user opens.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    let url = poll_for(Duration::from_secs(60), || {
+        while let Ok(l) = rx.try_recv() {
+            printed.push(l);
+        }
+        printed.iter().find_map(|l| {
+            l.trim()
+                .strip_prefix("dashboard")
+                .map(|u| u.trim().to_owned())
+        })
+    })
+    .unwrap_or_else(|| panic!("no dashboard URL printed: {printed:?}"));
+    assert_eq!(url, format!("http://{hub_http}/"));
+
+    // All three gateways' data reaches the hub.
+    let synced = poll_for(Duration::from_secs(60), || {
+        let nodes = system::json(hub_http, "/api/v1/nodes");
+        let items = nodes["items"].as_array()?;
+        (items.len() == 3 && items.iter().all(|n| n["watermark"].as_u64() > Some(0))).then_some(())
+    });
+    assert!(synced.is_some(), "the hub never heard from 3 gateways");
+    for sensor in [1000, 2000] {
+        let a = system::json(
+            hub_http,
+            &format!("/api/v1/aggregates?sensor={sensor}&resolution=1m"),
+        );
+        assert!(
+            a["items"].as_array().is_some_and(|i| !i.is_empty()),
+            "no aggregates for sensor {sensor}: {a}"
+        );
+    }
+
+    // Ctrl-C: everything drains and exits; the data stays.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = demo
+        .wait_exit(Duration::from_secs(60))
+        .expect("the demo did not stop within 60 s of Ctrl-C");
+    assert!(status.success(), "demo exited with {status}");
+    assert!(
+        get(hub_http, "/healthz").is_err(),
+        "the hub is still running after the demo stopped"
+    );
+    for part in ["hub", "edge1", "edge2", "edge3", "logs"] {
+        assert!(
+            data.join(part).exists(),
+            "{part} missing from the data folder"
+        );
+    }
+}
