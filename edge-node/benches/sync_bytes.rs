@@ -444,9 +444,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
     };
-    let path = dir.path().join("store.db");
     let mut store = Store::open(&StoreOptions {
-        path: path.clone(),
+        path: dir.path().join("store.db"),
         synchronous_full: true,
         disk_budget_bytes: 1 << 30,
         keep_raw: false,
@@ -547,16 +546,19 @@ fn main() -> Result<(), Box<dyn Error>> {
             "ratio": (cv.total() as f64 / base.json.total() as f64 * 1e5).round() / 1e5,
         })
     );
+    // Main file plus WAL: recent pages may still sit in the latter.
+    let db_bytes: u64 = ["store.db", "store.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+        .map(|m| m.len())
+        .sum();
     println!(
         "{}",
         serde_json::json!({
             "name": format!("sync_ingest_{span}"), "unit": "readings/s",
             "value": (readings as f64 / ingest_secs).round(), "seconds": round3(ingest_secs),
             "keep_raw": false, "evicted_1s": evicted_1s,
-            // Main file plus WAL: recent pages may still sit in the latter.
-            "db_bytes": ["store.db", "store.db-wal"].iter()
-                .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
-                .map(|m| m.len()).sum::<u64>(),
+            "db_bytes": db_bytes,
         })
     );
     println!(
