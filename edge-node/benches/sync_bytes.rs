@@ -4,14 +4,16 @@
 //! per result, in the format of `benches/ingest.rs`:
 //!
 //! - `sync_bytes_24h_100x1hz`: every byte both MQTT peers send to bring the
-//!   hub up to date after 24 h without an uplink, against the naive design
+//!   hub up to date after 24 h without an uplink, with the uplink's default
+//!   `finest_resolution` (1 min: the 1 s buckets stay on the gateway),
+//!   against the naive design
 //!   that publishes each reading as its own JSON message (encoded with
 //!   serde_json, not estimated); a second line against one CBOR message per
 //!   reading (minicbor, `[node, sensor, ts, value]`).
 //! - Informational: messages, bytes per reading, the same stream cut by
 //!   `Store::read_delta` (64 KiB), outbox entries and bytes by resolution,
-//!   what a 1 s entry's bytes are spent on, the sync without the 1 s
-//!   buckets, ingest and outbox read+encode speed.
+//!   what a 1 s entry's bytes are spent on, the sync with the 1 s buckets
+//!   (`finest_resolution = "1s"`), ingest and outbox read+encode speed.
 //!
 //! Workload: 100 sensors × 1 Hz (ids 1000–1099), a daily sine (20 ± 5,
 //! phase per sensor) plus ±0.25 of seeded splitmix64 noise, rounded to 0.01
@@ -41,13 +43,10 @@ use std::error::Error;
 use std::time::Instant;
 
 use tributary_core::codec::v1::{self, Delta, DeltaItem, Message};
-use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
-use tributary_core::sync::{
-    DeltaSource, HubConfig, HubSync, MergeSink, NodeConfig, NodeSync, SourceUnavailable,
-};
+use tributary_core::sync::{DeltaSource, HubConfig, HubSync, MergeSink, NodeConfig, NodeSync};
 use tributary_edge::reading::{Item, Origin, Sample, Submission};
-use tributary_edge::store::{Store, StoreOptions};
+use tributary_edge::store::{Store, StoreOptions, SyncView};
 use tributary_edge::sync::{UplinkOptions, topic};
 
 const SENSORS: u32 = 100;
@@ -64,8 +63,6 @@ const NODE: NodeId = NodeId(0x0123_4567_89ab_cdef);
 const SEED: u64 = 0x5eed_0006;
 /// MQTT 3.1.1 PUBACK: fixed header (2) + packet id (2).
 const PUBACK: u64 = 4;
-/// Entries read per page when filtering the outbox (`Coarse`).
-const PAGE: usize = 65_536;
 
 /// splitmix64: tiny, seeded, and the same on every platform.
 fn splitmix64(state: &mut u64) -> u64 {
@@ -362,45 +359,6 @@ fn session(src: &impl DeltaSource, cfg: NodeConfig) -> Result<Session, Box<dyn E
     })
 }
 
-/// The outbox as if the gateway kept no 1 s buckets: a what-if for the
-/// report, not something the store does.
-struct Coarse<'a>(&'a Store);
-
-impl DeltaSource for Coarse<'_> {
-    fn version_high(&self, node: NodeId) -> u64 {
-        DeltaSource::version_high(self.0, node)
-    }
-
-    fn entries_since(
-        &self,
-        node: NodeId,
-        after: u64,
-        max_entries: usize,
-    ) -> Result<Vec<(Key, Entry)>, SourceUnavailable> {
-        let mut out = Vec::new();
-        let mut from = after;
-        loop {
-            let page = self.0.entries_since(node, from, PAGE)?;
-            let Some((_, last)) = page.last() else {
-                return Ok(out);
-            };
-            from = last.version;
-            let full = page.len() == PAGE;
-            for (k, e) in page {
-                if k.resolution != Resolution::Second {
-                    out.push((k, e));
-                    if out.len() == max_entries {
-                        return Ok(out);
-                    }
-                }
-            }
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-}
-
 /// The outbox through `Store::read_delta` (64 KiB), as the store actor's
 /// `ReadDelta` serves it: deltas only, no acks.
 fn read_delta_all(store: &Store, max_bytes: usize) -> Result<(Wire, u64, f64), Box<dyn Error>> {
@@ -453,11 +411,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         cache_keys: 65_536,
     })?;
     let (readings, ingest_secs, evicted_1s, base) = ingest(&mut store, seconds)?;
-    let uplink = UplinkOptions::default().node_config();
-    let s = session(&store, uplink)?;
-    let day_readings = s.tally.by_res[res_index(Resolution::Day)].readings;
-    if day_readings != readings {
-        return Err(format!("hub day buckets count {day_readings} of {readings} readings").into());
+    let opts = UplinkOptions::default();
+    let uplink = opts.node_config();
+    // The headline: the uplink as configured by default, which syncs
+    // `finest_resolution` (1 min) and coarser; the 1 s buckets stay local.
+    let view = SyncView {
+        store: &store,
+        finest: opts.finest_resolution,
+    };
+    let s = session(&view, uplink)?;
+    // Every resolution (`finest_resolution = "1s"`): the breakdown by
+    // resolution below comes from this session.
+    let full = session(&store, uplink)?;
+    for sess in [&s, &full] {
+        let day_readings = sess.tally.by_res[res_index(Resolution::Day)].readings;
+        if day_readings != readings {
+            return Err(
+                format!("hub day buckets count {day_readings} of {readings} readings").into(),
+            );
+        }
     }
     let total = s.up.add(&s.down);
     let value = total.total();
@@ -507,13 +479,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             "hub_payload": s.down.payload, "mqtt_framing_and_pubacks": total.mqtt,
         })
     );
-    let entries: u64 = s.tally.by_res.iter().map(|r| r.entries).sum();
-    for (i, r) in s.tally.by_res.iter().enumerate() {
+    let full_value = full.up.add(&full.down).total();
+    let entries: u64 = full.tally.by_res.iter().map(|r| r.entries).sum();
+    for (i, r) in full.tally.by_res.iter().enumerate() {
         println!(
             "{}",
             serde_json::json!({
                 "name": format!("sync_outbox_{}_{span}", RES_NAMES[i]), "unit": "bytes",
-                "value": r.bytes, "share": round3(r.bytes as f64 / value as f64),
+                "value": r.bytes, "share": round3(r.bytes as f64 / full_value as f64),
                 "entries": r.entries, "groups": r.groups, "readings": r.readings,
                 "bytes_per_entry": round3(r.bytes as f64 / r.entries.max(1) as f64),
                 "float_bytes_per_entry": round3(r.float_bytes as f64 / r.entries.max(1) as f64),
@@ -534,13 +507,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             "ratio": (rd.total() as f64 / base.json.total() as f64 * 1e5).round() / 1e5,
         })
     );
-    // What-if: the same session with the 1 s buckets left out.
-    let coarse = session(&Coarse(&store), uplink)?;
-    let cv = coarse.up.add(&coarse.down);
+    // With the 1 s buckets (`finest_resolution = "1s"`).
+    let cv = full.up.add(&full.down);
     println!(
         "{}",
         serde_json::json!({
-            "name": format!("sync_bytes_without_1s_{span}"), "unit": "bytes", "value": cv.total(),
+            "name": format!("sync_bytes_with_1s_{span}"), "unit": "bytes", "value": cv.total(),
             "messages": cv.messages,
             "baseline": "naive_json_per_reading", "baseline_value": base.json.total(),
             "ratio": (cv.total() as f64 / base.json.total() as f64 * 1e5).round() / 1e5,

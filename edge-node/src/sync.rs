@@ -34,7 +34,7 @@ use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
 use tokio::sync::watch;
 use tributary_core::codec::v1::{self, Message};
 use tributary_core::hlc::Hlc;
-use tributary_core::ids::NodeId;
+use tributary_core::ids::{NodeId, Resolution};
 use tributary_core::sync::NodeConfig;
 use tributary_core::sync::link::{Link, LinkConfig, LinkState};
 
@@ -56,6 +56,14 @@ pub struct UplinkOptions {
     /// is noticed.
     #[serde(with = "duration_str")]
     pub keep_alive: Duration,
+    /// The finest bucket resolution sent to the hub: `1s`, `1m` (the
+    /// default), `1h` or `1d`. Coarser ones are always sent; finer ones
+    /// stay on the gateway (its API serves them). Measured on a 24 h
+    /// backlog of 100 sensors at 1 Hz (docs/benchmarks.md): with 1 s
+    /// buckets the sync costs 0.39× the bytes of one JSON message per
+    /// reading (each 1 s bucket holds one reading), without them 0.007×.
+    #[serde(with = "resolution_str")]
+    pub finest_resolution: Resolution,
     /// Largest encoded delta, bytes.
     pub max_batch_bytes: usize,
     /// Most entries per delta.
@@ -99,6 +107,7 @@ impl Default for UplinkOptions {
             port: 1883,
             client_id: String::new(),
             keep_alive: Duration::from_secs(15),
+            finest_resolution: Resolution::Minute,
             max_batch_bytes: node.max_batch_bytes,
             max_batch_entries: node.max_batch_entries,
             window: node.window,
@@ -417,7 +426,8 @@ impl Agent {
         self.alerts.clear();
         self.lost_session = false;
         let cfg = self.opts.node_config();
-        if let Some(out) = self.step(SyncEvent::Connect(cfg)).await {
+        let finest = self.opts.finest_resolution;
+        if let Some(out) = self.step(SyncEvent::Connect(cfg, finest)).await {
             self.epoch = out.epoch;
         }
     }
@@ -426,7 +436,7 @@ impl Agent {
     /// answers. `None` if the store could not answer (counted, logged by
     /// the store; the next tick tries again).
     async fn step(&mut self, event: SyncEvent) -> Option<SyncOutput> {
-        let connect = matches!(event, SyncEvent::Connect(_));
+        let connect = matches!(event, SyncEvent::Connect(..));
         let out = match self
             .store
             .send(SyncStep {
@@ -644,6 +654,21 @@ impl Agent {
                 s.streaming = false;
             }
         });
+    }
+}
+
+/// Serde for a resolution written as `1s`, `1m`, `1h` or `1d`.
+mod resolution_str {
+    use serde::{Deserialize, Deserializer};
+    use tributary_core::ids::Resolution;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Resolution, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid resolution `{s}` (expected 1s, 1m, 1h or 1d)"
+            ))
+        })
     }
 }
 

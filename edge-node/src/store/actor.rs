@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use tributary_core::codec::v1;
-use tributary_core::ids::NodeId;
+use tributary_core::ids::{NodeId, Resolution};
 use tributary_core::sync::{NodeConfig, NodeSync, SyncError};
 
 use super::{
     AggregateQuery, AggregateRow, AlertQuery, BatchResult, NewAlert, Outcome, ResolvedAlert, Store,
-    StoreError, StoreOptions, StoreStatus, StoredAlert,
+    StoreError, StoreOptions, StoreStatus, StoredAlert, SyncView,
 };
 use crate::metrics::Metrics;
 use crate::reading::Submission;
@@ -89,8 +89,9 @@ pub struct Checkpoint;
 #[derive(Debug)]
 pub enum SyncEvent {
     /// The uplink connected (and subscribed to its ack topic): start a
-    /// session with these limits.
-    Connect(NodeConfig),
+    /// session with these limits, syncing buckets at the given resolution
+    /// and coarser.
+    Connect(NodeConfig, Resolution),
     /// A `Resume` or `Ack` from the hub.
     Received(v1::Message),
     /// Time passed (retransmissions) or readings were written (more to send).
@@ -139,6 +140,8 @@ pub struct StoreActor {
     pending_refreshed: Option<Instant>,
     /// The sync session's protocol state, created on the first `Connect`.
     sync: Option<NodeSync>,
+    /// The finest resolution the uplink syncs.
+    sync_finest: Resolution,
     epoch: u64,
 }
 
@@ -181,6 +184,7 @@ pub fn start(
             metrics: metrics.clone(),
             pending_refreshed: None,
             sync: None,
+            sync_finest: Resolution::Minute,
             epoch: SYNC_EPOCH.fetch_add(1, Ordering::Relaxed),
         }
     });
@@ -393,6 +397,10 @@ impl Handler<SyncStep> for StoreActor {
 
     fn handle(&mut self, msg: SyncStep, ctx: &mut Self::Context) -> Self::Result {
         let SyncStep { event, now_ms } = msg;
+        if let SyncEvent::Connect(_, finest) = &event {
+            self.sync_finest = *finest;
+        }
+        let finest = self.sync_finest;
         let epoch = self.epoch;
         let mut slot = self.sync.take();
         let res = self.run("sync", ctx, |s| {
@@ -401,24 +409,27 @@ impl Handler<SyncStep> for StoreActor {
                 ..SyncOutput::default()
             };
             match event {
-                SyncEvent::Connect(cfg) => {
+                SyncEvent::Connect(cfg, _) => {
                     // The acknowledged watermark survives in the database;
                     // a new session starts from it.
+                    let view = SyncView { store: s, finest };
                     let sync = slot
                         .get_or_insert_with(|| NodeSync::new(s.node_id(), cfg, s.hub_watermark()));
-                    out.send = sync.on_connect(now_ms, &*s);
+                    out.send = sync.on_connect(now_ms, &view);
                 }
                 SyncEvent::Received(m) => {
+                    let view = SyncView { store: s, finest };
                     if let Some(sync) = slot.as_mut() {
-                        match sync.on_message(m, now_ms, &*s) {
+                        match sync.on_message(m, now_ms, &view) {
                             Ok(send) => out.send = send,
                             Err(e) => out.refused = Some(e),
                         }
                     }
                 }
                 SyncEvent::Tick => {
+                    let view = SyncView { store: s, finest };
                     if let Some(sync) = slot.as_mut() {
-                        out.send = sync.on_tick(now_ms, &*s);
+                        out.send = sync.on_tick(now_ms, &view);
                     }
                 }
                 SyncEvent::Disconnect => {

@@ -113,6 +113,7 @@ mod error;
 pub mod json;
 pub(crate) mod migrations;
 mod outbox;
+pub use outbox::SyncView;
 mod rows;
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 use rusqlite::params;
 use tributary_core::codec::v1::{self, Delta, Message};
 use tributary_core::crdt::aggregate::{Entry, Key};
-use tributary_core::ids::{Bucket, NodeId, SensorId};
+use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId};
 use tributary_core::sync::{DeltaSource, SourceUnavailable};
 
 use super::{Store, StoreError, from_sql, resolution_of, summary_at, to_sql};
@@ -21,13 +21,28 @@ const MAX_DELTA_ROWS: usize = 1 << 16;
 impl Store {
     /// Up to `limit` rows with a version above `after`, ascending.
     pub fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<(Key, Entry)>, StoreError> {
+        self.entries_after_at(after, limit, Resolution::Second)
+    }
+
+    /// [`entries_after`](Self::entries_after), only rows at `finest` or
+    /// coarser: the uplink's view when it does not sync the finest buckets.
+    pub fn entries_after_at(
+        &self,
+        after: u64,
+        limit: usize,
+        finest: Resolution,
+    ) -> Result<Vec<(Key, Entry)>, StoreError> {
+        // The scan follows the version order (the rowid); skipped finer rows
+        // cost a read each, which is cheap next to encoding and sending.
         let mut stmt = self.conn.prepare_cached(
             "SELECT sensor, resolution, bucket, version, count, sum, min, max, sum_sq, first_ts,
-             last_ts FROM aggregate WHERE version > ?1 ORDER BY version LIMIT ?2",
+             last_ts FROM aggregate WHERE version > ?1 AND resolution >= ?3 ORDER BY version
+             LIMIT ?2",
         )?;
         let mut rows = stmt.query(params![
             to_sql(after),
-            i64::try_from(limit).unwrap_or(i64::MAX)
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            resolution_index(finest)
         ])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -101,6 +116,50 @@ impl Store {
             }
         }
         Ok(Some(best))
+    }
+}
+
+/// The position of `r` in [`Resolution::ALL`] (finest first): the code
+/// stored in the `resolution` column.
+fn resolution_index(r: Resolution) -> i64 {
+    Resolution::ALL
+        .iter()
+        .position(|x| *x == r)
+        .map_or(0, |i| i as i64)
+}
+
+/// The store as the uplink sees it: only entries at `finest` or coarser.
+/// Versions stay the store's, so the watermark protocol is unchanged: a
+/// prefix of this filtered list ending at `v` still holds every synced
+/// entry in `(after, v]`, and skipped versions are simply absent.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncView<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The finest resolution synced.
+    pub finest: Resolution,
+}
+
+impl DeltaSource for SyncView<'_> {
+    fn version_high(&self, node: NodeId) -> u64 {
+        DeltaSource::version_high(self.store, node)
+    }
+
+    fn entries_since(
+        &self,
+        node: NodeId,
+        after: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(Key, Entry)>, SourceUnavailable> {
+        if node != self.store.node {
+            return Ok(Vec::new());
+        }
+        self.store
+            .entries_after_at(after, max_entries, self.finest)
+            .map_err(|e| {
+                tracing::error!(error = %e, after, "reading sync entries failed");
+                SourceUnavailable
+            })
     }
 }
 

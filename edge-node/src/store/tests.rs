@@ -208,3 +208,35 @@ fn eviction_returns_every_freed_page() {
     }
     assert!(evicted);
 }
+
+#[test]
+fn the_sync_view_skips_finer_buckets_and_still_ends_at_version_high() {
+    use tributary_core::sync::DeltaSource;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    // Two minutes of 1 Hz readings: 120 one-second rows, 2 minute rows,
+    // 1 hour row, 1 day row (each rewritten many times).
+    let subs: Vec<Submission> = (0..120)
+        .map(|i| reading(i, 1_763_856_000_000 + i * 1_000, i as f64))
+        .collect();
+    s.ingest(&subs).unwrap();
+    let all = s.entries_after(0, 10_000).unwrap();
+    let view = super::outbox::SyncView {
+        store: &s,
+        finest: Resolution::Minute,
+    };
+    let node = s.node_id();
+    let synced = view.entries_since(node, 0, 10_000).unwrap();
+    let want: Vec<_> = all
+        .iter()
+        .filter(|(k, _)| k.resolution != Resolution::Second)
+        .copied()
+        .collect();
+    assert_eq!(synced, want);
+    assert_eq!(synced.len(), 4);
+    assert!(synced.windows(2).all(|w| w[0].1.version < w[1].1.version));
+    // The watermark protocol still covers every version up to the top.
+    assert_eq!(view.version_high(node), s.version_high());
+    let day = synced.last().unwrap();
+    assert_eq!(day.1.summary.count, 120);
+}

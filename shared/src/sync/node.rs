@@ -219,6 +219,19 @@ impl NodeSync {
         now_ms: u64,
         src: &impl DeltaSource,
     ) -> Result<Vec<Message>, SyncError> {
+        if self.conn == Conn::Streaming && r.watermark < self.acked {
+            // The hub is behind what it once acknowledged: it lost data
+            // (restored from a backup) without this session breaking (an
+            // external broker keeps the connection while the hub
+            // restarts); its `Resume` answers a heartbeat `Hello`. Start
+            // over from its watermark, as after a reconnect. A stale
+            // duplicate `Resume` also lands here and costs a re-send of
+            // data the hub has, which the join makes harmless.
+            self.conn = Conn::AwaitingResume {
+                hello_sent_ms: now_ms,
+            };
+            return self.on_resume(r, now_ms, src);
+        }
         if !matches!(self.conn, Conn::AwaitingResume { .. }) {
             // A duplicate (or one from an earlier session) while streaming or
             // offline: its watermark is still true, so it counts as an ack.
@@ -460,6 +473,23 @@ mod tests {
         assert_eq!(n.acked(), 20);
         assert!(n.on_message(ack(40), 2, &src).unwrap().is_empty());
         assert!(n.is_synced(&src));
+    }
+
+    #[test]
+    fn a_resume_below_the_acked_watermark_mid_session_rewinds_to_it() {
+        let src = edge(10); // versions 1..=40
+        let mut n = NodeSync::new(N, NodeConfig::default(), 0);
+        n.on_connect(0, &src);
+        n.on_message(resume(0), 1, &src).unwrap();
+        n.on_message(ack(40), 2, &src).unwrap();
+        assert!(n.is_synced(&src));
+        // The hub restarts from an old backup behind a broker that kept the
+        // node's connection; the heartbeat's Resume tells.
+        let out = n.on_message(resume(15), 3, &src).unwrap();
+        assert_eq!(ranges(&out), vec![(15, 40)]);
+        assert!(n.is_streaming());
+        // A Resume at or above the watermark is still just an ack.
+        assert!(n.on_message(resume(40), 4, &src).unwrap().is_empty());
     }
 
     #[test]

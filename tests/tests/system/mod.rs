@@ -120,6 +120,33 @@ impl Hub {
         *self = again;
     }
 
+    /// SIGTERM and wait for the orderly exit (the store is checkpointed
+    /// and closed: its files can be copied as a backup).
+    pub fn stop(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.guard.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM the hub");
+        let status = self.guard.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "hub did not stop cleanly ({status:?}):\n{}",
+            self.guard.log_tail(20)
+        );
+    }
+
+    /// Starts the (stopped) hub again on the same data, ports and config.
+    pub fn restart(&mut self) {
+        let again = Hub::start_on(&self.dir, &self.logs, self.broker, self.http);
+        *self = again;
+    }
+
+    /// The hub's data directory (the SQLite files).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// `GET path` as JSON (status 200 asserted).
     pub fn json(&self, path: &str) -> Value {
         json(self.http, path)
@@ -313,8 +340,10 @@ fn exact(b: &Value) -> Value {
 /// sensor and resolution, bit for bit), and that the merged view counts
 /// every reading once: per bucket, the merged count is the sum of the
 /// edges' counts, min and max are the extremes. Returns the total number
-/// of readings represented at the 1 d resolution.
-pub fn assert_converged(hub: &Hub, edges: &[&Edge]) -> u64 {
+/// of readings represented at the 1 d resolution. `resolutions`: those
+/// the gateways sync (`uplink.finest_resolution` and coarser); finer ones
+/// must be absent at the hub.
+pub fn assert_converged(hub: &Hub, edges: &[&Edge], resolutions: &[&str]) -> u64 {
     let mut sensors: BTreeMap<u32, ()> = BTreeMap::new();
     for e in edges {
         for s in e.sim.first_sensor..e.sim.first_sensor + e.sim.sensors {
@@ -323,7 +352,13 @@ pub fn assert_converged(hub: &Hub, edges: &[&Edge]) -> u64 {
     }
     let mut total = 0;
     for &sensor in sensors.keys() {
-        for res in RESOLUTIONS {
+        for res in RESOLUTIONS.iter().filter(|r| !resolutions.contains(r)) {
+            assert!(
+                buckets(hub.http, sensor, res, "").is_empty(),
+                "sensor {sensor}: {res} buckets reached the hub, but they are not synced"
+            );
+        }
+        for &res in resolutions {
             // bucket start → (count, min, max) summed over edges.
             let mut want: BTreeMap<u64, (u64, f64, f64)> = BTreeMap::new();
             for e in edges {
