@@ -7,8 +7,13 @@
 //! edge, hub and sync issues (#4, #5, #6, #9); the core's own laws are
 //! property-tested inside `tributary-core`.
 //!
+//! [`system`] starts the real `tributary-hub` and `tributary-edge`
+//! binaries for the end-to-end tests, the demo and the benchmarks, and
+//! compares their aggregates.
+//!
 //! It also holds [`nab`], the Numenta Anomaly Benchmark scorer and runner
 //! behind the `tributary-nab` binary (issue #7).
 #![warn(missing_docs)]
 
 pub mod nab;
+pub mod system;

@@ -4,8 +4,6 @@
 //! and checks that it and every process it started exit cleanly, leaving
 //! their data behind.
 
-mod system;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -13,6 +11,7 @@ use std::time::Duration;
 
 use tributary_testkit::http::get;
 use tributary_testkit::{ChildGuard, free_port, poll_for};
+use tributary_tests::system;
 
 #[test]
 fn the_demo_brings_three_gateways_to_the_hub_and_stops_cleanly_on_ctrl_c() {

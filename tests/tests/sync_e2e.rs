@@ -10,12 +10,10 @@
 //! Needs `mosquitto` (scripts/setup.sh installs it); without it the tests
 //! that use it print "skipped" locally and fail under CI.
 
-mod system;
-
 use std::time::Duration;
 
-use system::{Edge, Hub, HubBroker, Sim, assert_converged, wait_converged};
 use tributary_testkit::{FaultProxy, Mode, Mosquitto, free_port};
+use tributary_tests::system::{self, Edge, Hub, HubBroker, Sim, assert_converged, wait_converged};
 
 fn mosquitto() -> Option<Mosquitto> {
     match Mosquitto::start() {

@@ -3,11 +3,10 @@
 //! configuration files, logs captured (printed when a test fails), and the
 //! comparisons that define "converged exactly".
 //!
-//! The binaries are the workspace's debug builds next to this test
-//! executable (`target/debug/`); `scripts/test.sh` builds them first
-//! (`cargo build --workspace --bins`).
-
-#![allow(dead_code)]
+//! The binaries are the workspace's builds beside the running executable
+//! (`target/debug/` for the tests, whose executables sit one level deeper
+//! in `deps/`; `target/release/` for `tributary-bench`); `scripts/test.sh`
+//! builds them first (`cargo build --workspace --bins`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,19 +23,22 @@ pub const RESOLUTIONS: [&str; 4] = ["1s", "1m", "1h", "1d"];
 
 /// A workspace binary built next to this test.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test> → target/debug/<name>
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(name))
-        .expect("target directory");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("executable path");
+    // A binary's sibling (target/<profile>/<name>), or for a test in
+    // target/<profile>/deps/, its parent's child.
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [Some(dir.join(name)), dir.parent().map(|d| d.join(name))];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing beside {}: run `cargo build --workspace --bins` first \
+                 (scripts/test.sh does)",
+                exe.display()
+            )
+        })
 }
 
 /// Where a hub gets its broker.
@@ -49,10 +51,15 @@ pub enum HubBroker {
 }
 
 /// A running `tributary-hub`.
+#[derive(Debug)]
 pub struct Hub {
+    /// The process.
     pub guard: ChildGuard,
+    /// Its HTTP API.
     pub http: SocketAddr,
+    /// Its directory (config, `data/`).
     pub dir: PathBuf,
+    /// Its broker.
     pub broker: HubBroker,
     logs: PathBuf,
 }
@@ -173,11 +180,17 @@ pub fn json(addr: SocketAddr, path: &str) -> Value {
 /// What an edge's simulator produces.
 #[derive(Clone, Copy, Debug)]
 pub struct Sim {
+    /// Sensors.
     pub sensors: u32,
+    /// The first sensor id; the others follow.
     pub first_sensor: u32,
+    /// Readings per second per sensor.
     pub rate_hz: f64,
+    /// Ticks before the simulator stops (0: never).
     pub ticks: u64,
+    /// Seed of the values.
     pub seed: u64,
+    /// Chance of a spike per reading.
     pub spike_probability: f64,
 }
 
@@ -189,12 +202,19 @@ impl Sim {
 }
 
 /// A running `tributary-edge` with the simulator and an uplink.
+#[derive(Debug)]
 pub struct Edge {
+    /// Its name in logs.
     pub name: String,
+    /// The process.
     pub guard: ChildGuard,
+    /// Its HTTP API.
     pub http: SocketAddr,
+    /// Its directory (config, `data/`).
     pub dir: PathBuf,
+    /// Its simulator (0 sensors: none).
     pub sim: Sim,
+    /// Its node id (16 hex digits).
     pub node: String,
     logs: PathBuf,
 }
@@ -235,26 +255,43 @@ impl Edge {
         sim: Sim,
         extra: &str,
     ) -> Edge {
+        Self::start_with(name, dir, logs, mqtt_port, Some(sim), extra)
+    }
+
+    /// [`start`](Self::start), with the simulator optional (`None`: the
+    /// gateway only takes readings over HTTP).
+    pub fn start_with(
+        name: &str,
+        dir: &Path,
+        logs: &Path,
+        mqtt_port: u16,
+        sim: Option<Sim>,
+        extra: &str,
+    ) -> Edge {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(
-            dir.join("edge.toml"),
+        let simulator = sim.map_or(String::new(), |sim| {
             format!(
-                "[node]\ndata_dir = \"{data}\"\n[http]\nlisten = \"{http}\"\n\
-                 [store]\nsynchronous = \"normal\"\n\
-                 [log]\nfilter = \"info\"\n\
-                 [sources.simulator]\nsensors = {sensors}\nfirst_sensor = {first}\n\
-                 rate_hz = {rate:?}\nticks = {ticks}\nseed = {seed}\nspike_probability = {spike:?}\n\
-                 [uplink]\nport = {mqtt_port}\nkeep_alive = \"1s\"\ntick = \"50ms\"\n\
-                 retransmit_after = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
-                 heartbeat = \"2s\"\n{extra}\n",
-                data = dir.join("data").display(),
+                "[sources.simulator]\nsensors = {sensors}\nfirst_sensor = {first}\n\
+                 rate_hz = {rate:?}\nticks = {ticks}\nseed = {seed}\nspike_probability = {spike:?}\n",
                 sensors = sim.sensors,
                 first = sim.first_sensor,
                 rate = sim.rate_hz,
                 ticks = sim.ticks,
                 seed = sim.seed,
                 spike = sim.spike_probability,
+            )
+        });
+        std::fs::write(
+            dir.join("edge.toml"),
+            format!(
+                "[node]\ndata_dir = \"{data}\"\n[http]\nlisten = \"{http}\"\n\
+                 [store]\nsynchronous = \"normal\"\n\
+                 [log]\nfilter = \"info\"\n{simulator}\
+                 [uplink]\nport = {mqtt_port}\nkeep_alive = \"1s\"\ntick = \"50ms\"\n\
+                 retransmit_after = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+                 heartbeat = \"2s\"\n{extra}\n",
+                data = dir.join("data").display(),
             ),
         )
         .unwrap();
@@ -264,7 +301,14 @@ impl Edge {
             guard,
             http,
             dir: dir.to_path_buf(),
-            sim,
+            sim: sim.unwrap_or(Sim {
+                sensors: 0,
+                first_sensor: 0,
+                rate_hz: 1.0,
+                ticks: 0,
+                seed: 0,
+                spike_probability: 0.0,
+            }),
             node,
             logs: logs.to_path_buf(),
         }
