@@ -10,6 +10,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod dashboard;
 pub mod daemon;
 pub mod metrics;
 pub mod store;
