@@ -76,14 +76,16 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
     match asset_body(&name) {
         Some((content_type, body)) => page(content_type, body),
         // The API's error shape, so a client sees one convention everywhere.
-        None => HttpResponse::NotFound().content_type(ContentType::json()).body(
-            json!({
-                "code": "not_found",
-                "message": "no such asset",
-                "details": {"asset": name.as_str()},
-            })
-            .to_string(),
-        ),
+        None => HttpResponse::NotFound()
+            .content_type(ContentType::json())
+            .body(
+                json!({
+                    "code": "not_found",
+                    "message": "no such asset",
+                    "details": {"asset": name.as_str()},
+                })
+                .to_string(),
+            ),
     }
 }
 

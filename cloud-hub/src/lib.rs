@@ -10,8 +10,8 @@
 pub mod api;
 pub mod broker;
 pub mod config;
-pub mod dashboard;
 pub mod daemon;
+pub mod dashboard;
 pub mod metrics;
 pub mod store;
 pub mod sync;

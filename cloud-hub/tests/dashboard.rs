@@ -69,9 +69,9 @@ fn wall_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A reading every 20 s for the three hours before `now` (N3's stop when
-/// it went offline): a daily-ish wave per sensor plus deterministic noise,
-/// so the charts have a visible band.
+/// A reading every 20 s for the 5½ hours before `now` (N3's stop when it
+/// went offline; all inside the page's default 6-hour window at 1m): a
+/// wave per sensor plus deterministic noise, so the charts have a band.
 fn seed(store: &mut SqliteStore, now: u64) -> Vec<(NodeId, Hlc, bool)> {
     let mut core = AggregateState::new();
     let plan: [(NodeId, &[u32], u64); 3] = [
@@ -80,11 +80,15 @@ fn seed(store: &mut SqliteStore, now: u64) -> Vec<(NodeId, Hlc, bool)> {
         (N3, &[3], now - OFFLINE_FOR_MS),
     ];
     for (n, (node, sensors, seen)) in plan.into_iter().enumerate() {
-        let mut t = now - 3 * 3_600_000;
+        let mut t = now - 11 * 1_800_000;
         while t < seen - 5_000 {
             for &s in sensors {
                 let phase = t as f64 / 1_800_000.0 + f64::from(s);
-                let noise = ((t / 20_000) as f64 * 12.9898 + n as f64).sin() * 0.8;
+                // A hash of (time, node, sensor) in [-1, 1): repeatable
+                // noise without an RNG.
+                let h = (t / 20_000 + n as u64 * 7_919 + u64::from(s) * 104_729)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let noise = (h >> 40) as f64 / f64::from(1u32 << 23) - 1.0;
                 let x = match s {
                     1 => 21.0 + 2.0 * phase.sin() + noise,
                     2 => 45.0 + 6.0 * phase.cos() + 2.0 * noise,
@@ -193,7 +197,10 @@ fn the_page_and_its_assets_are_served_with_their_types() {
     let hub = hub();
     let page = get(hub.addr, "/").unwrap();
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(page.header("cache-control"), Some("no-cache"));
     // The browser itself refuses anything from another host.
     let csp = page.header("content-security-policy").unwrap();
@@ -222,14 +229,19 @@ fn the_page_and_its_assets_are_served_with_their_types() {
         assert_eq!(r.text(), body, "{name}: not the embedded file");
     }
 
-    for path in ["/assets/nope.js", "/assets/index.html", "/assets/..%2Fapi.rs"] {
+    for path in [
+        "/assets/nope.js",
+        "/assets/index.html",
+        "/assets/..%2Fapi.rs",
+    ] {
         let r = get(hub.addr, path).unwrap();
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.json()["code"], "not_found", "{path}");
     }
-    // The page is read-only: only GET.
+    // The page is read-only: a POST finds no route (the API's 404).
     let r = request(hub.addr, "POST", "/", None, b"").unwrap();
-    assert_eq!(r.status, 405);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "not_found");
 
     // Counted under their own bounded route labels, not `other`.
     let metrics = get(hub.addr, "/metrics").unwrap().text();
@@ -379,7 +391,10 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     // buckets) the API holds; the seeded data lies inside the default
     // 6-hour window at 1m.
     let charts = elements(&dom, "svg", "chart");
-    let sensors: Vec<&str> = charts.iter().filter_map(|c| c.attr("data-sensor")).collect();
+    let sensors: Vec<&str> = charts
+        .iter()
+        .filter_map(|c| c.attr("data-sensor"))
+        .collect();
     assert_eq!(sensors, ["1", "2", "3"]);
     for (chart, sensor) in charts.iter().zip(SENSORS) {
         let api = ok_json(
@@ -389,10 +404,22 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
         let items = api["items"].as_array().unwrap();
         let open = items.iter().filter(|b| b["complete"] == false).count();
         assert!(items.len() > 150, "sensor {sensor}: seeding");
-        assert_eq!(chart.attr("data-points"), Some(items.len().to_string().as_str()));
-        assert_eq!(chart.attr("data-incomplete"), Some(open.to_string().as_str()));
-        assert!(chart.inner.contains(r#"class="band""#), "sensor {sensor}: no band");
-        assert!(chart.inner.contains(r#"class="mean""#), "sensor {sensor}: no mean");
+        assert_eq!(
+            chart.attr("data-points"),
+            Some(items.len().to_string().as_str())
+        );
+        assert_eq!(
+            chart.attr("data-incomplete"),
+            Some(open.to_string().as_str())
+        );
+        assert!(
+            chart.inner.contains(r#"class="band""#),
+            "sensor {sensor}: no band"
+        );
+        assert!(
+            chart.inner.contains(r#"class="mean""#),
+            "sensor {sensor}: no mean"
+        );
         if open > 0 {
             assert!(chart.inner.contains(r#"class="incomplete""#), "{sensor}");
         }
@@ -410,7 +437,12 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["node"].as_str().unwrap().to_string(), a["hlc"].to_string()))
+        .map(|a| {
+            (
+                a["node"].as_str().unwrap().to_string(),
+                a["hlc"].to_string(),
+            )
+        })
         .collect();
     let got: Vec<(String, String)> = rows
         .iter()

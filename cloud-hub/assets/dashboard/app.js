@@ -49,8 +49,11 @@
 
   function num(x) {
     if (x === null || x === undefined) return "–";
-    // Four significant digits, without trailing zeros or exponent noise.
-    return String(Number(x.toPrecision(4)));
+    // Two decimals (one from 100 up), three significant digits below 1;
+    // no trailing zeros.
+    const a = Math.abs(x);
+    if (a !== 0 && a < 1) return String(Number(x.toPrecision(3)));
+    return String(Number(x.toFixed(a >= 100 ? 1 : 2)));
   }
 
   function ago(seconds) {
@@ -94,7 +97,9 @@
       body = null;
     }
     if (!res.ok) {
-      const why = body && body.message ? `${body.code}: ${body.message}` : text.slice(0, 200);
+      // Not the API's error shape (a proxy's page, say): its status line
+      // is the useful part.
+      const why = body && body.message ? `${body.code}: ${body.message}` : res.statusText;
       throw new Error(`${path}: HTTP ${res.status} ${why}`);
     }
     if (body === null) throw new Error(`${path}: the answer is not JSON`);
@@ -215,7 +220,9 @@
   }
 
   function chart(sensor, resolution, from, to, data) {
-    const W = 600, H = 220, L = 48, R = 10, T = 10, B = 24;
+    // Sized near the card's width on a laptop screen, so the SVG's
+    // text is drawn at about its nominal size.
+    const W = 460, H = 210, L = 46, R = 12, T = 10, B = 24;
     const items = data.items.filter((b) => b.count > 0);
     const incomplete = items.filter((b) => !b.complete);
     const bucketMs = BUCKET_MS[resolution];
