@@ -291,7 +291,9 @@
     // Through the end of the current bucket, so the newest (open) one shows.
     const to = (Math.floor(Date.now() / bucketMs) + 1) * bucketMs;
     // More buckets than one page holds: show the newest page's worth.
-    const windowMs = Math.min(Number($("window").value), MAX_LIMIT * bucketMs);
+    const asked = Number($("window").value);
+    const windowMs = Math.min(asked, MAX_LIMIT * bucketMs);
+    const clipped = windowMs < asked ? ` · newest ${MAX_LIMIT} buckets` : "";
     const from = to - windowMs;
     const cards = await Promise.all(ids.map(async (id) => {
       const data = await aggregates(id, resolution, from, to);
@@ -302,7 +304,7 @@
           h("strong", {}, `sensor ${id}`),
           h("span", { class: "meta" },
             `${resolution} · ${nodes} node${nodes === 1 ? "" : "s"} · ` +
-            (final > 0 ? `final up to ${clock(final, true)}` : "nothing final yet"))),
+            (final > 0 ? `final up to ${clock(final, true)}` : "nothing final yet") + clipped)),
         chart(id, resolution, from, to, data));
     }));
     if (cards.length === 0) cards.push(h("p", {}, "No sensor has data yet."));
