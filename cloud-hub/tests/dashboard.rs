@@ -4,7 +4,8 @@
 //! sensors of 1-minute data around now and five alerts. The dumped DOM
 //! must show every node with its online state, one chart per sensor with
 //! exactly the buckets the API returns, and every alert; a screenshot is
-//! written to `$CARGO_TARGET_TMPDIR/dashboard.png`.
+//! written to `$CARGO_TARGET_TMPDIR/dashboard.png`. A hub whose store fails
+//! must make the page show the error in its banner instead of rendering.
 
 mod http_client;
 
@@ -44,6 +45,8 @@ const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct TestHub {
     addr: SocketAddr,
+    /// The store's database file.
+    db: PathBuf,
     /// `(node, hlc, acknowledged)` of every seeded alert.
     alerts: Vec<(NodeId, Hlc, bool)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -179,6 +182,7 @@ fn hub() -> TestHub {
     assert!(up.is_some(), "hub not up");
     TestHub {
         addr,
+        db: dir.path().join("hub.db"),
         alerts,
         stop: Some(stop),
         thread: Some(thread),
@@ -351,15 +355,23 @@ fn chromium(bin: &Path, work: &Path, name: &str, url: &str, extra: &[String]) ->
     std::fs::read_to_string(&out_path).unwrap()
 }
 
-#[test]
-fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
-    let bin = match tributary_testkit::find_tool("chromium") {
-        Ok(Some(bin)) => bin,
+/// Debian's `chromium`; `None` (after printing "skipped") when it is not
+/// installed outside CI; a failure under CI.
+fn chromium_or_skip() -> Option<PathBuf> {
+    match tributary_testkit::find_tool("chromium") {
+        Ok(Some(bin)) => Some(bin),
         Ok(None) => {
             eprintln!("skipped: chromium is not installed (scripts/setup.sh installs it)");
-            return;
+            None
         }
         Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
+    let Some(bin) = chromium_or_skip() else {
+        return;
     };
     let hub = hub();
     let work = tempfile::tempdir().unwrap();
@@ -487,4 +499,40 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     // cards and the table do not.
     assert!(bytes.len() > 40_000, "{} bytes only", bytes.len());
     println!("dashboard screenshot: {}", png.display());
+}
+
+#[test]
+fn chromium_shows_api_failures_in_the_banner() {
+    let Some(bin) = chromium_or_skip() else {
+        return;
+    };
+    let hub = hub();
+    // The node table disappears under the hub (another connection renames
+    // it): every query that needs the nodes now fails with a store error.
+    rusqlite::Connection::open(&hub.db)
+        .unwrap()
+        .execute_batch("ALTER TABLE node RENAME TO node_gone")
+        .unwrap();
+    let failing = wait_for(Duration::from_secs(20), || {
+        get(hub.addr, "/api/v1/nodes")
+            .ok()
+            .filter(|r| r.status == 500)
+    });
+    assert!(failing.is_some(), "the store still answers");
+
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/", hub.addr);
+    let dom = chromium(&bin, work.path(), "dump-dom", &url, &["--dump-dom".into()]);
+    let body = elements(&dom, "body", "");
+    let body = body.first().unwrap_or_else(|| panic!("no <body>:\n{dom}"));
+    assert_eq!(body.attr("data-ready"), None, "rendered as if all was well");
+    let error = body.attr("data-error").unwrap_or_else(|| panic!("{dom}"));
+    assert!(
+        error.contains("/api/v1/nodes: HTTP 500 store_error"),
+        "{error}"
+    );
+    let banner = elements(&dom, "div", "banner");
+    let banner = banner.first().unwrap();
+    assert_eq!(banner.attr("hidden"), None, "the banner is hidden");
+    assert!(banner.inner.contains("HTTP 500"), "{}", banner.inner);
 }
