@@ -187,6 +187,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/alerts/{node}/{hlc}/ack", web::post().to(v1::post_ack))
                     .route("/fleet", web::get().to(v1::get_fleet)),
             )
+            .configure(crate::dashboard::configure)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::not_found("no such route"))
             })),
@@ -223,7 +224,12 @@ async fn count_responses(
 /// (a label never takes a client-chosen value).
 fn route_label(pattern: Option<&str>) -> &'static str {
     pattern
-        .and_then(|p| ROUTES.iter().find(|r| **r == p))
+        .and_then(|p| {
+            ROUTES
+                .iter()
+                .chain(crate::dashboard::ROUTES)
+                .find(|r| **r == p)
+        })
         .copied()
         .unwrap_or("other")
 }
@@ -389,6 +395,7 @@ mod tests {
     #[test]
     fn route_labels_are_bounded() {
         assert_eq!(route_label(Some("/api/v1/nodes")), "/api/v1/nodes");
+        assert_eq!(route_label(Some("/assets/{name}")), "/assets/{name}");
         assert_eq!(route_label(Some("/evil/{x}")), "other");
         assert_eq!(route_label(None), "other");
     }

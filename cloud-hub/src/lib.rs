@@ -11,6 +11,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod metrics;
 pub mod store;
 pub mod sync;
