@@ -1,10 +1,20 @@
 //! # tributary-hub
 //!
-//! The cloud hub (DESIGN.md §5). Built so far: the idempotent merge store
-//! ([`store`]: the [`store::MergeStore`] trait and its SQLite backend) and
-//! the embedded MQTT broker ([`broker`]). Still to come (issue #5): the
-//! sync shell that feeds node deltas from MQTT into the store, the external
-//! broker client, PostgreSQL, `/api/v1`, the dashboard and security.
+//! The cloud hub (DESIGN.md §5): where users view their fleet.
+//!
+//! - [`broker`]: the embedded MQTT broker (rumqttd), the zero set-up
+//!   default; [`config`] switches to any external broker instead.
+//! - [`sync`]: the sync shell — node deltas from MQTT, validated, merged in
+//!   grouped durable transactions, answered (`Resume`/`Ack`) only after the
+//!   commit; alerts stored idempotently.
+//! - [`store`]: the idempotent merge store ([`store::MergeStore`], SQLite
+//!   backend, writer and reader actors).
+//! - [`api`]: `/api/v1` with its OpenAPI document, health and metrics;
+//!   [`dashboard`]: the page served at `/`.
+//! - [`daemon`]: starts and stops all of it (`tributary-hub run`).
+//!
+//! Not yet (issue #5): PostgreSQL and several hub replicas, per-node
+//! credentials and API tokens, TLS.
 #![warn(missing_docs)]
 
 pub mod api;
