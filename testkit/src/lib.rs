@@ -9,6 +9,8 @@
 //!   captured to a file whose tail a failing test can print.
 //! - [`Mosquitto`]: a throwaway broker on a free loopback port; skipped
 //!   locally when not installed, a hard error under CI.
+//! - [`browser`]: headless Chromium (DOM dump, screenshot) for the
+//!   dashboard tests.
 //! - [`http`]: a minimal HTTP/1.1 client for the gateway's and hub's APIs.
 //! - [`FaultProxy`]: a TCP proxy between clients and an upstream that can
 //!   partition, black-hole, throttle and drop connections on command or on a
@@ -23,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod browser;
 mod child;
 pub mod http;
 mod mosquitto;

@@ -2,13 +2,17 @@
 //! `scripts/demo.sh`): this test runs the same binary, waits until data from
 //! all three gateways reaches the hub's API, stops it with Ctrl-C (SIGINT)
 //! and checks that it and every process it started exit cleanly, leaving
-//! their data behind.
+//! their data behind. On the way, headless Chromium opens the dashboard URL
+//! it printed (three gateways online, charts drawn) and writes a
+//! screenshot to `$CARGO_TARGET_TMPDIR/demo-dashboard.png`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tributary_testkit::browser::{chromium, chromium_or_skip, elements};
 use tributary_testkit::http::get;
 use tributary_testkit::{ChildGuard, free_port, poll_for};
 use tributary_tests::system;
@@ -74,6 +78,50 @@ fn the_demo_brings_three_gateways_to_the_hub_and_stops_cleanly_on_ctrl_c() {
             a["items"].as_array().is_some_and(|i| !i.is_empty()),
             "no aggregates for sensor {sensor}: {a}"
         );
+    }
+
+    // The dashboard a user opens, in a real browser: three gateways online,
+    // charts drawn; and a screenshot to look at.
+    if let Some(chromium_path) = chromium_or_skip() {
+        let work = tempfile::tempdir().unwrap();
+        let dom = chromium(
+            &chromium_path,
+            work.path(),
+            "dump-dom",
+            &url,
+            &["--dump-dom".into()],
+        );
+        let body = elements(&dom, "body", "");
+        let body = body.first().unwrap_or_else(|| panic!("no <body>:\n{dom}"));
+        assert_eq!(
+            body.attr("data-error"),
+            None,
+            "the dashboard shows an error"
+        );
+        assert_eq!(body.attr("data-ready"), Some("1"), "never rendered:\n{dom}");
+        let online = elements(&dom, "div", "node")
+            .iter()
+            .filter(|n| n.attr("data-online") == Some("true"))
+            .count();
+        assert_eq!(online, 3, "gateways online on the dashboard");
+        let drawn = elements(&dom, "svg", "chart")
+            .iter()
+            .filter(|c| c.attr("data-points").is_some_and(|p| p != "0"))
+            .count();
+        assert!(drawn > 0, "no chart has data");
+        let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-dashboard.png");
+        chromium(
+            &chromium_path,
+            work.path(),
+            "screenshot",
+            &url,
+            &[
+                format!("--screenshot={}", png.display()),
+                "--window-size=1400,1000".into(),
+            ],
+        );
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+        println!("demo dashboard screenshot: {}", png.display());
     }
 
     // Ctrl-C: everything drains and exits; the data stays.

@@ -251,10 +251,10 @@ fn raw_latency(port: u16, samples: usize) -> Result<Vec<f64>> {
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     let _ = tx.send(None);
                 }
-                Ok(Event::Incoming(Packet::Publish(_))) => {
-                    if tx.send(Some(Instant::now())).is_err() {
-                        return;
-                    }
+                Ok(Event::Incoming(Packet::Publish(_)))
+                    if tx.send(Some(Instant::now())).is_err() =>
+                {
+                    return;
                 }
                 _ => {}
             }
