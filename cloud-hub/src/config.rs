@@ -101,14 +101,7 @@ pub enum BrokerMode {
     External,
 }
 
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
+pub use tributary_service::LogFormat;
 
 /// The checked configuration.
 #[derive(Clone, Debug)]
@@ -152,40 +145,24 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        // Only `TRIBUTARY_HUB_<SECTION>__<KEY>` names are configuration.
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| {
-                k.strip_prefix("TRIBUTARY_HUB_")
-                    .is_some_and(|rest| rest.contains("__"))
-            })
-            .collect();
-        let mut b = config::Config::builder().add_source(config::File::from_str(
+        let raw: RawConfig = tributary_service::load_layered(
             DEFAULT_CONFIG,
-            config::FileFormat::Toml,
-        ));
-        if let Some(path) = file {
-            b = b.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        b = b
-            .add_source(
-                config::Environment::with_prefix("TRIBUTARY_HUB")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env)),
-            )
-            .set_override_option(
-                "hub.data_dir",
-                overrides
-                    .data_dir
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-            )?
-            .set_override_option("http.listen", overrides.http_listen.clone())?
-            .set_override_option("broker.listen", overrides.mqtt_listen.clone())?
-            .set_override_option("log.format", overrides.log_format.clone())?;
-        let raw: RawConfig = b.build()?.try_deserialize()?;
+            file,
+            "TRIBUTARY_HUB",
+            env,
+            &[
+                (
+                    "hub.data_dir",
+                    overrides
+                        .data_dir
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                ),
+                ("http.listen", overrides.http_listen.clone()),
+                ("broker.listen", overrides.mqtt_listen.clone()),
+                ("log.format", overrides.log_format.clone()),
+            ],
+        )?;
         raw.resolve()
     }
 }
@@ -257,14 +234,11 @@ impl RawConfig {
                 true
             }
         };
-        let log_format = match self.log.format.as_str() {
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            _ => {
+        let log_format =
+            tributary_service::parse_log_format(&self.log.format).unwrap_or_else(|| {
                 check(false, "log.format must be \"human\" or \"json\"");
                 LogFormat::Human
-            }
-        };
+            });
         let mode = match self.broker.mode.as_str() {
             "embedded" => broker_listen.map(BrokerMode::Embedded),
             "external" => Some(BrokerMode::External),

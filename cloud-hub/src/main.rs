@@ -7,13 +7,12 @@
 //! sets up logging and signals, and runs the hub (`run`) or prints the
 //! default configuration (`print-config`).
 
-use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tributary_hub::config::{Config, LogFormat, Overrides};
+use tributary_hub::config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(version, about = "Tributary cloud hub")]
@@ -78,7 +77,7 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    init_logging(&config)?;
+    tributary_service::init_logging(config.log_format, &config.log_filter)?;
     let system = actix::System::new();
     system.block_on(async move {
         let running = match tributary_hub::daemon::start(&config).await {
@@ -96,35 +95,8 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
             "tributary-hub: dashboard http://{}/  api http://{}/api/v1  mqtt {}",
             running.http, running.http, running.mqtt
         );
-        wait_for_signal().await?;
+        tributary_service::wait_for_signal().await?;
         running.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
-}
-
-fn init_logging(config: &Config) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
-        .with_context(|| format!("log.filter `{}`", config.log_filter))?;
-    // No colour codes when stderr is a journal or a file.
-    let ansi = io::IsTerminal::is_terminal(&io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(ansi);
-    match config.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-    Ok(())
 }

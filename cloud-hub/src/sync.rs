@@ -289,15 +289,8 @@ pub async fn run(
             let _ = fut.await;
         }
     }
-    if sh.connected && sh.client.try_disconnect().is_ok() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        })
-        .await;
+    if sh.connected {
+        tributary_service::mqtt_disconnect(&sh.client, &mut eventloop).await;
     }
     tracing::info!("hub sync stopped");
     Ok(())

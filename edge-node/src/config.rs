@@ -176,14 +176,7 @@ pub struct DetectConfig {
     pub policy: AlertPolicy,
 }
 
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
+pub use tributary_service::LogFormat;
 
 /// Logging.
 #[derive(Clone, Debug)]
@@ -213,41 +206,23 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        // Only `TRIBUTARY_<SECTION>__<KEY>` names are configuration: others
-        // with the prefix (`TRIBUTARY_CONFIG`, the file path itself, or a
-        // test's own variables) must not be refused as unknown keys.
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| {
-                k.strip_prefix("TRIBUTARY_")
-                    .is_some_and(|rest| rest.contains("__"))
-            })
-            .collect();
-        let mut b = config::Config::builder().add_source(config::File::from_str(
+        let raw: RawConfig = tributary_service::load_layered(
             DEFAULT_CONFIG,
-            config::FileFormat::Toml,
-        ));
-        if let Some(path) = file {
-            b = b.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        b = b
-            .add_source(
-                config::Environment::with_prefix("TRIBUTARY")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env)),
-            )
-            .set_override_option(
-                "node.data_dir",
-                overrides
-                    .data_dir
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-            )?
-            .set_override_option("http.listen", overrides.http_listen.clone())?
-            .set_override_option("log.format", overrides.log_format.clone())?;
-        let raw: RawConfig = b.build()?.try_deserialize()?;
+            file,
+            "TRIBUTARY",
+            env,
+            &[
+                (
+                    "node.data_dir",
+                    overrides
+                        .data_dir
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                ),
+                ("http.listen", overrides.http_listen.clone()),
+                ("log.format", overrides.log_format.clone()),
+            ],
+        )?;
         raw.resolve()
     }
 }
@@ -342,14 +317,10 @@ impl RawConfig {
             "detect.close must be in [0, detect.open]",
         );
         check(d.clear_after > 0, "detect.clear_after must be positive");
-        let format = match self.log.format.as_str() {
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            _ => {
-                check(false, "log.format must be \"human\" or \"json\"");
-                LogFormat::Human
-            }
-        };
+        let format = tributary_service::parse_log_format(&self.log.format).unwrap_or_else(|| {
+            check(false, "log.format must be \"human\" or \"json\"");
+            LogFormat::Human
+        });
         let src = &self.sources;
         if let Some(Err(e)) = src.mqtt.as_ref().map(LocalMqttOptions::validate) {
             errors.push(format!("sources.mqtt: {e}"));

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use score_csv::{Options, TimeFormat};
-use tributary_edge::config::{Config, LogFormat, Overrides};
+use tributary_edge::config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(version, about = "Tributary edge gateway")]
@@ -177,7 +177,7 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    init_logging(&config)?;
+    tributary_service::init_logging(config.log.format, &config.log.filter)?;
     // Bound here, before any actor starts, so a taken port is a clear error
     // at start and tests can pass port 0.
     let listener = std::net::TcpListener::bind(config.http_listen)
@@ -195,35 +195,8 @@ fn run(file: Option<PathBuf>, overrides: Overrides) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         };
-        wait_for_signal().await?;
+        tributary_service::wait_for_signal().await?;
         running.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
-}
-
-fn init_logging(config: &Config) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
-        .with_context(|| format!("log.filter `{}`", config.log.filter))?;
-    // No colour codes when stderr is the journal or a file.
-    let ansi = io::IsTerminal::is_terminal(&io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(ansi);
-    match config.log.format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-    Ok(())
 }

@@ -402,15 +402,8 @@ pub async fn run(
             },
         }
     }
-    if agent.ready && agent.client.try_disconnect().is_ok() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        })
-        .await;
+    if agent.ready {
+        tributary_service::mqtt_disconnect(&agent.client, &mut eventloop).await;
     }
     tracing::info!(broker = %broker, "uplink stopped");
     Ok(())

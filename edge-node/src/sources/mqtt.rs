@@ -267,15 +267,8 @@ pub async fn run(
     // Leave politely when we can: the broker then keeps the session without
     // waiting for the keep-alive to expire. Unacknowledged messages stay with
     // it for next time.
-    if connected && client.try_disconnect().is_ok() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        })
-        .await;
+    if connected {
+        tributary_service::mqtt_disconnect(&client, &mut eventloop).await;
     }
     tracing::info!(broker = %broker, queued = queue.len(), "mqtt source stopped");
     Ok(())
