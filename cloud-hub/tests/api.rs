@@ -3,24 +3,20 @@
 //! HTTP. Merged values are checked against the core's `AggregateState`
 //! for the same entries.
 
+mod common;
 mod http_client;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http_client::{get, request, wait_for};
+use http_client::{get, request};
 use serde_json::Value;
 use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::crdt::aggregate::{AggregateState, Key};
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
-use tributary_hub::api::{ApiState, Health, ROUTES, server};
-use tributary_hub::metrics::Metrics;
-use tributary_hub::store::actor::{start_readers, start_writer};
-use tributary_hub::store::{MergeStore, Progress, SqliteOptions, SqliteStore};
+use tributary_hub::api::ROUTES;
+use tributary_hub::store::{MergeStore, Progress, SqliteStore};
 
 /// Caught up and seen now; below 2^63.
 const N1: NodeId = NodeId(0x10);
@@ -30,31 +26,16 @@ const N2: NodeId = NodeId(u64::MAX - 1);
 const N3: NodeId = NodeId(0x30);
 
 struct TestHub {
-    addr: SocketAddr,
-    health: Arc<Health>,
+    served: common::ServedHub,
     core: AggregateState,
     now: u64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl std::ops::Deref for TestHub {
+    type Target = common::ServedHub;
+    fn deref(&self) -> &common::ServedHub {
+        &self.served
     }
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Sensor 7 from N1 and N2, sensor 8 from N2 and N3, readings every 7 s
@@ -106,58 +87,13 @@ fn seed(store: &mut SqliteStore, now: u64) -> AggregateState {
 }
 
 fn hub() -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = SqliteOptions {
-        path: dir.path().join("hub.db"),
-        synchronous_full: false,
-    };
-    let now = wall_ms();
-    let mut store = SqliteStore::open_with(&opts).unwrap();
-    let core = seed(&mut store, now);
-    let health = Arc::new(Health::new());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let h = health.clone();
-    // The hub gets its own thread and actix system: the test's blocking
-    // HTTP client must not block the thread its actors run on.
-    let thread = std::thread::spawn(move || {
-        actix::System::new().block_on(async move {
-            let metrics = Metrics::new();
-            let writer = start_writer(store, metrics.clone());
-            let reader = start_readers(&opts, 2).unwrap();
-            // Five minutes: N1 and N2 (seen at seeding) stay online however
-            // slow the machine, N3 (seen ten minutes before) is offline.
-            let state = ApiState::new(reader, writer, metrics, h)
-                .with_online_window(Duration::from_secs(300));
-            let (srv, addr) = server("127.0.0.1:0".parse().unwrap(), state).unwrap();
-            let handle = srv.handle();
-            let running = actix::spawn(srv);
-            addr_tx.send(addr).unwrap();
-            let _ = stopped.await;
-            handle.stop(true).await;
-            let _ = running.await;
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let up = wait_for(Duration::from_secs(20), || {
-        get(addr, "/healthz").ok().filter(|r| r.status == 200)
-    });
-    assert!(up.is_some(), "hub not up");
-    TestHub {
-        addr,
-        health,
-        core,
-        now,
-        stop: Some(stop),
-        thread: Some(thread),
-        _dir: dir,
-    }
+    // Not connected: the readiness test connects it.
+    let (served, core, now) = common::serve(false, seed);
+    TestHub { served, core, now }
 }
 
 fn ok(hub: &TestHub, path: &str) -> Value {
-    let r = get(hub.addr, path).unwrap();
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
+    common::ok_json(hub.addr, path)
 }
 
 /// Every page of `path` (which has no `from`), following `next_from`.

@@ -7,26 +7,20 @@
 //! written to `$CARGO_TARGET_TMPDIR/dashboard.png`. A hub whose store fails
 //! must make the page show the error in its banner instead of rendering.
 
+mod common;
 mod http_client;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_client::{get, request, wait_for};
-use serde_json::Value;
 use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::crdt::aggregate::AggregateState;
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, SensorId, Timestamp};
 use tributary_core::summary::Summary;
-use tributary_hub::api::{ApiState, Health, server};
-use tributary_hub::metrics::Metrics;
-use tributary_hub::store::actor::{start_readers, start_writer};
-use tributary_hub::store::{MergeStore, Progress, SqliteOptions, SqliteStore};
+use tributary_hub::store::{MergeStore, Progress, SqliteStore};
 use tributary_testkit::browser::{chromium, chromium_or_skip, elements};
 
 /// Online, reports sensors 1 and 2.
@@ -40,32 +34,16 @@ const SENSORS: [u32; 3] = [1, 2, 3];
 const OFFLINE_FOR_MS: u64 = 20 * 60_000;
 
 struct TestHub {
-    addr: SocketAddr,
-    /// The store's database file.
-    db: PathBuf,
+    served: common::ServedHub,
     /// `(node, hlc, acknowledged)` of every seeded alert.
     alerts: Vec<(NodeId, Hlc, bool)>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl std::ops::Deref for TestHub {
+    type Target = common::ServedHub;
+    fn deref(&self) -> &common::ServedHub {
+        &self.served
     }
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A reading every 20 s for the 5½ hours before `now` (N3's stop when it
@@ -138,58 +116,9 @@ fn seed(store: &mut SqliteStore, now: u64) -> Vec<(NodeId, Hlc, bool)> {
 }
 
 fn hub() -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = SqliteOptions {
-        path: dir.path().join("hub.db"),
-        synchronous_full: false,
-    };
-    let now = wall_ms();
-    let mut store = SqliteStore::open_with(&opts).unwrap();
-    let alerts = seed(&mut store, now);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The hub gets its own thread and actix system: the test blocks on
-    // HTTP and on the browser.
-    let thread = std::thread::spawn(move || {
-        actix::System::new().block_on(async move {
-            let metrics = Metrics::new();
-            let writer = start_writer(store, metrics.clone());
-            let reader = start_readers(&opts, 2).unwrap();
-            // Five minutes: N1 and N2 (seen at seeding) stay online however
-            // slow the machine, N3 (seen 20 minutes before) is offline.
-            // Connected, as a hub serving a fleet would be.
-            let health = Arc::new(Health::new());
-            health.mqtt_connected.store(true, Ordering::Relaxed);
-            let state = ApiState::new(reader, writer, metrics, health)
-                .with_online_window(Duration::from_secs(300));
-            let (srv, addr) = server("127.0.0.1:0".parse().unwrap(), state).unwrap();
-            let handle = srv.handle();
-            let running = actix::spawn(srv);
-            addr_tx.send(addr).unwrap();
-            let _ = stopped.await;
-            handle.stop(true).await;
-            let _ = running.await;
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let up = wait_for(Duration::from_secs(20), || {
-        get(addr, "/healthz").ok().filter(|r| r.status == 200)
-    });
-    assert!(up.is_some(), "hub not up");
-    TestHub {
-        addr,
-        db: dir.path().join("hub.db"),
-        alerts,
-        stop: Some(stop),
-        thread: Some(thread),
-        _dir: dir,
-    }
-}
-
-fn ok_json(addr: SocketAddr, path: &str) -> Value {
-    let r = get(addr, path).unwrap();
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
+    // Connected, as a hub serving a fleet would be.
+    let (served, alerts, _) = common::serve(true, seed);
+    TestHub { served, alerts }
 }
 
 #[test]
@@ -292,7 +221,7 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
         .collect();
     assert_eq!(sensors, ["1", "2", "3"]);
     for (chart, sensor) in charts.iter().zip(SENSORS) {
-        let api = ok_json(
+        let api = common::ok_json(
             hub.addr,
             &format!("/api/v1/aggregates?sensor={sensor}&resolution=1m&limit=10000"),
         );
@@ -327,7 +256,7 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     // exact HLC (above 2^53) and state; only the open ones can be
     // acknowledged.
     let rows = elements(&dom, "tr", "alert");
-    let api = ok_json(hub.addr, "/api/v1/alerts");
+    let api = common::ok_json(hub.addr, "/api/v1/alerts");
     let want: Vec<(String, String)> = api["items"]
         .as_array()
         .unwrap()
