@@ -9,6 +9,9 @@
 //!   captured to a file whose tail a failing test can print.
 //! - [`Mosquitto`]: a throwaway broker on a free loopback port; skipped
 //!   locally when not installed, a hard error under CI.
+//! - [`Postgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl on a free
+//!   loopback port, run as the `postgres` user when we are root), with the
+//!   same skip/CI policy, crash ([`Postgres::kill9`]) and restart.
 //! - [`http`]: a minimal HTTP/1.1 client for the gateway's and hub's APIs.
 //! - [`FaultProxy`]: a TCP proxy between clients and an upstream that can
 //!   partition, black-hole, throttle and drop connections on command or on a
@@ -26,6 +29,7 @@
 mod child;
 pub mod http;
 mod mosquitto;
+mod postgres;
 mod proxy;
 mod schedule;
 
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use child::ChildGuard;
 pub use mosquitto::{Mosquitto, MosquittoOptions};
+pub use postgres::{DEFAULT_DATABASE, Postgres, PostgresOptions};
 pub use proxy::{FaultProxy, Mode, ProxyStats, ScheduleRunner};
 pub use schedule::{SplitMix64, Step, schedule};
 

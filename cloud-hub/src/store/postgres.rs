@@ -1,0 +1,908 @@
+//! The PostgreSQL backend of [`MergeStore`]: for a hub whose storage must
+//! outlive one machine, or that runs as several replicas merging into one
+//! database (docs/hub-storage.md).
+//!
+//! Same data model, semantics and answers as [`SqliteStore`]
+//! (`store/sqlite.rs`), bit for bit: the property test
+//! `tests/store_postgres.rs` checks both against the core's
+//! `AggregateState` on the same deliveries.
+//!
+//! # Connecting
+//!
+//! [`PgStore::connect`] takes a libpq-style URL or key/value string
+//! (`postgres://user@host:5432/db`, see [`postgres::Config`]); no TLS yet
+//! (a loopback or private-network database). It then applies the embedded
+//! migrations in one transaction: each applied version is a row of
+//! `tributary_schema`, taken under a transaction-scoped advisory lock so
+//! that hub replicas starting together migrate once. A database written by
+//! a newer binary is refused ([`MergeError::NewerSchema`]), shipped
+//! migrations are never edited (the idea of `tributary_sqlite::migrate`).
+//!
+//! A lost connection (server restart, network) fails the call in flight
+//! with [`MergeError::Postgres`]; the next call reconnects.
+//!
+//! # Schema and the upsert
+//!
+//! The tables of the SQLite schema (version 2), with `BIGINT` for every
+//! integer: `aggregate` keyed `(node, resolution, bucket, sensor)` with a
+//! partial index by sensor for minute and coarser buckets, `node`, `alert`,
+//! `sensor_node`. Floats are their IEEE bits in `BIGINT` columns, as in
+//! SQLite: exact for every value including `-0.0` with no argument about
+//! float8 text or binary transfer, and the tie-break compares the bits
+//! anyway. u64 values are stored bit for bit as i64; where their order
+//! matters, SQL compares them unsigned as `x # (-2^63)` (flipping the sign
+//! bit maps the u64 order onto the i64 order).
+//!
+//! A batch (or a whole [`MergeStore::apply_group`]) is one transaction of
+//! a few statements, whatever its size: the entries go as 12 arrays into
+//!
+//! ```sql
+//! INSERT INTO aggregate AS a (...) SELECT * FROM UNNEST($1::int8[], ...)
+//! ON CONFLICT (node, resolution, bucket, sensor) DO UPDATE SET ...
+//! WHERE (excluded.version, excluded.count # S, excluded.sum_bits # S, ...)
+//!     > (a.version, a.count # S, a.sum_bits # S, ...)
+//! RETURNING node, resolution, bucket, sensor, last_ts
+//! ```
+//!
+//! The row comparison is the core's `Entry::supersedes`: the higher
+//! version, then the summary bits as unsigned integers. The returned rows
+//! are the applied entries (the [`MergeOutcome`] counts and the sensor
+//! directory's updates). One statement cannot update a row twice, so a
+//! (key, node) that occurs k times in a group is sent in k statements, the
+//! i-th occurrences together, in delivery order: the same result and counts
+//! as applying entry by entry. Rows are sent sorted by primary key (and
+//! `sensor_node`, `node` after `aggregate`), so concurrent writers lock in
+//! one order; a deadlock or serialization failure is retried.
+//!
+//! `UNNEST` rather than multi-row `VALUES`: one prepared statement with 12
+//! parameters for any batch size (`VALUES` needs 12 per row, a new
+//! statement text per size, and stops at 65,535 parameters), measured in
+//! docs/hub-storage.md against a statement per entry.
+
+mod alerts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
+use tributary_core::codec::v1::Alert;
+use tributary_core::crdt::aggregate::{Entry, Key};
+use tributary_core::hlc::Hlc;
+use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::summary::Summary;
+
+use super::{
+    AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
+    NodeRecord, Progress, RangeQuery, SensorRecord, StoredAlert, validate_alerts, validate_batch,
+    validate_group,
+};
+
+/// Version 1: everything of the SQLite schema version 2.
+const V1: &str = "
+CREATE TABLE aggregate (
+    node        BIGINT NOT NULL,
+    resolution  BIGINT NOT NULL,
+    bucket      BIGINT NOT NULL,
+    sensor      BIGINT NOT NULL,
+    version     BIGINT NOT NULL,
+    count       BIGINT NOT NULL,
+    sum_bits    BIGINT NOT NULL,
+    min_bits    BIGINT NOT NULL,
+    max_bits    BIGINT NOT NULL,
+    sum_sq_bits BIGINT NOT NULL,
+    first_ts    BIGINT NOT NULL,
+    last_ts     BIGINT NOT NULL,
+    PRIMARY KEY (node, resolution, bucket, sensor)
+);
+CREATE INDEX aggregate_by_sensor ON aggregate (sensor, resolution, bucket)
+    WHERE resolution >= 1;
+
+CREATE TABLE node (
+    id           BIGINT PRIMARY KEY,
+    version_high BIGINT NOT NULL,
+    watermark    BIGINT NOT NULL,
+    last_seen_ms BIGINT
+);
+
+CREATE TABLE alert (
+    node          BIGINT NOT NULL,
+    hlc           BIGINT NOT NULL,
+    sensor        BIGINT NOT NULL,
+    at            BIGINT NOT NULL,
+    value_bits    BIGINT NOT NULL,
+    score_bits    BIGINT NOT NULL,
+    detector      BIGINT NOT NULL,
+    w_count       BIGINT NOT NULL,
+    w_sum_bits    BIGINT NOT NULL,
+    w_min_bits    BIGINT NOT NULL,
+    w_max_bits    BIGINT NOT NULL,
+    w_sum_sq_bits BIGINT NOT NULL,
+    w_first_ts    BIGINT NOT NULL,
+    w_last_ts     BIGINT NOT NULL,
+    received_ms   BIGINT NOT NULL,
+    acked_ms      BIGINT,
+    PRIMARY KEY (node, hlc)
+);
+CREATE INDEX alert_by_time ON alert (at, node, hlc);
+CREATE INDEX alert_open ON alert (at) WHERE acked_ms IS NULL;
+
+CREATE TABLE sensor_node (
+    node    BIGINT NOT NULL,
+    sensor  BIGINT NOT NULL,
+    newest  BIGINT NOT NULL,
+    PRIMARY KEY (node, sensor)
+);
+CREATE INDEX sensor_node_by_sensor ON sensor_node (sensor);
+";
+
+/// Every migration, in order: migration `i` takes the schema from version
+/// `i` to `i + 1`. Shipped migrations are never edited.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The advisory lock key migrations run under ("tributar" in ASCII): any
+/// fixed number that no other application on the database uses.
+const MIGRATION_LOCK: i64 = 0x7472_6962_7574_6172;
+
+/// `i64::MIN` as SQL (the literal 9223372036854775808 is not a bigint):
+/// XOR with it flips the sign bit.
+const SIGN: &str = "(-9223372036854775807 - 1)";
+
+/// The summary columns, in the core's tie-break order.
+const SUMMARY_COLS: [&str; 7] = [
+    "count",
+    "sum_bits",
+    "min_bits",
+    "max_bits",
+    "sum_sq_bits",
+    "first_ts",
+    "last_ts",
+];
+
+/// How often a write that lost a deadlock or a serialization conflict
+/// against another writer (a second hub replica) is tried in all.
+const WRITE_ATTEMPTS: usize = 4;
+
+/// Used when the URL sets no `connect_timeout`: a hub must not hang at
+/// start on an unreachable database.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn to_sql(x: u64) -> i64 {
+    x as i64
+}
+
+fn from_sql(x: i64) -> u64 {
+    x as u64
+}
+
+/// SQL for `col` as a value whose signed order is `col`'s unsigned order.
+fn unsigned(col: &str) -> String {
+    format!("({col} # {SIGN})")
+}
+
+fn upsert_sql() -> String {
+    let set: Vec<String> = std::iter::once("version")
+        .chain(SUMMARY_COLS)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let side = |t: &str| {
+        std::iter::once(format!("{t}.version"))
+            .chain(SUMMARY_COLS.iter().map(|c| unsigned(&format!("{t}.{c}"))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let arrays: Vec<String> = (1..=12).map(|i| format!("${i}::int8[]")).collect();
+    // Versions are validated to at most i64::MAX, so they compare signed.
+    format!(
+        "INSERT INTO aggregate AS a (node, resolution, bucket, sensor, version, {cols})
+         SELECT * FROM UNNEST({arrays})
+         ON CONFLICT (node, resolution, bucket, sensor) DO UPDATE SET {set}
+         WHERE ({new}) > ({old})
+         RETURNING node, resolution, bucket, sensor, last_ts",
+        cols = SUMMARY_COLS.join(", "),
+        arrays = arrays.join(", "),
+        set = set.join(", "),
+        new = side("excluded"),
+        old = side("a"),
+    )
+}
+
+/// Moves a sensor's newest reading time forward, never back (unsigned).
+fn sensor_upsert_sql() -> String {
+    format!(
+        "INSERT INTO sensor_node AS s (node, sensor, newest)
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[])
+         ON CONFLICT (node, sensor) DO UPDATE SET newest = excluded.newest
+         WHERE {} > {}",
+        unsigned("excluded.newest"),
+        unsigned("s.newest")
+    )
+}
+
+/// Validated versions and watermarks are at most i64::MAX, so the signed
+/// `GREATEST` is the unsigned one.
+const NODE_UPSERT: &str = "
+INSERT INTO node AS n (id, version_high, watermark, last_seen_ms)
+SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[])
+ON CONFLICT (id) DO UPDATE SET
+  version_high = GREATEST(n.version_high, excluded.version_high),
+  watermark = GREATEST(n.watermark, excluded.watermark),
+  last_seen_ms = COALESCE(excluded.last_seen_ms, n.last_seen_ms)";
+
+const TOUCH: &str = "
+INSERT INTO node (id, version_high, watermark, last_seen_ms) VALUES ($1, 0, 0, $2)
+ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms";
+
+/// The range query: like SQLite's, the literal `resolution >= 1` lets the
+/// planner use the partial index; 1 s rows are found per node through the
+/// primary key. `$5` restricts to one node.
+fn range_sql(resolution: Resolution, one_node: bool) -> String {
+    let mut filter = if resolution == Resolution::Second {
+        if one_node {
+            "node = $5 AND resolution = $2 AND bucket >= $3 AND bucket < $4 AND sensor = $1"
+        } else {
+            "node IN (SELECT id FROM node) AND resolution = $2 \
+             AND bucket >= $3 AND bucket < $4 AND sensor = $1"
+        }
+        .to_string()
+    } else {
+        "sensor = $1 AND resolution = $2 AND bucket >= $3 AND bucket < $4 AND resolution >= 1"
+            .to_string()
+    };
+    if one_node && resolution != Resolution::Second {
+        filter.push_str(" AND node = $5");
+    }
+    format!(
+        "SELECT bucket, node, version, {} FROM aggregate WHERE {filter} ORDER BY bucket",
+        SUMMARY_COLS.join(", ")
+    )
+}
+
+/// Reads 7 summary columns starting at `at`.
+fn summary_at(row: &Row, at: usize) -> Result<Summary, postgres::Error> {
+    let u = |i: usize| -> Result<u64, postgres::Error> { Ok(from_sql(row.try_get(i)?)) };
+    Ok(Summary {
+        count: u(at)?,
+        sum: f64::from_bits(u(at + 1)?),
+        min: f64::from_bits(u(at + 2)?),
+        max: f64::from_bits(u(at + 3)?),
+        sum_sq: f64::from_bits(u(at + 4)?),
+        first_ts: Timestamp(u(at + 5)?),
+        last_ts: Timestamp(u(at + 6)?),
+    })
+}
+
+fn resolution_of(i: i64) -> Result<Resolution, MergeError> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| Resolution::ALL.get(i).copied())
+        .ok_or(MergeError::Corrupt("resolution out of range"))
+}
+
+fn sensor_of(i: i64) -> Result<SensorId, MergeError> {
+    u32::try_from(i)
+        .map(SensorId)
+        .map_err(|_| MergeError::Corrupt("sensor id out of range"))
+}
+
+/// The prepared statements of one connection.
+struct Statements {
+    upsert: Statement,
+    sensor_upsert: Statement,
+    node_upsert: Statement,
+    touch: Statement,
+    /// By resolution index: all nodes, one node.
+    range: Vec<(Statement, Statement)>,
+    nodes: Statement,
+    node: Statement,
+    alerts: alerts::Statements,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, postgres::Error> {
+        let mut range = Vec::with_capacity(Resolution::ALL.len());
+        for r in Resolution::ALL {
+            range.push((
+                client.prepare(&range_sql(r, false))?,
+                client.prepare(&range_sql(r, true))?,
+            ));
+        }
+        Ok(Statements {
+            upsert: client.prepare(&upsert_sql())?,
+            sensor_upsert: client.prepare(&sensor_upsert_sql())?,
+            node_upsert: client.prepare(NODE_UPSERT)?,
+            touch: client.prepare(TOUCH)?,
+            range,
+            nodes: client.prepare("SELECT id, version_high, watermark, last_seen_ms FROM node")?,
+            node: client
+                .prepare("SELECT version_high, watermark, last_seen_ms FROM node WHERE id = $1")?,
+            alerts: alerts::Statements::prepare(client)?,
+        })
+    }
+}
+
+/// A live connection and its statements.
+struct Conn {
+    client: Client,
+    stmts: Statements,
+}
+
+/// The PostgreSQL merge store: one connection. Several `PgStore`s (threads
+/// of one hub, or hub replicas) may write the same database concurrently:
+/// every write is one transaction and the upsert is atomic per row.
+pub struct PgStore {
+    config: Config,
+    /// `&self` reads need the client mutably (the sync client's calls take
+    /// `&mut`); a store has one owner thread, so the lock is uncontended.
+    conn: Mutex<Option<Conn>>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Config's Debug redacts the password.
+        f.debug_struct("PgStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rows of one upsert statement, as arrays (one per column).
+#[derive(Default)]
+struct Columns {
+    cols: [Vec<i64>; 12],
+}
+
+impl Columns {
+    fn push(&mut self, node: NodeId, key: &Key, e: &Entry) {
+        let s = &e.summary;
+        let row = [
+            to_sql(node.0),
+            i64::from(key.resolution as u8),
+            to_sql(key.bucket.0),
+            i64::from(key.sensor.0),
+            to_sql(e.version),
+            to_sql(s.count),
+            to_sql(s.sum.to_bits()),
+            to_sql(s.min.to_bits()),
+            to_sql(s.max.to_bits()),
+            to_sql(s.sum_sq.to_bits()),
+            to_sql(s.first_ts.0),
+            to_sql(s.last_ts.0),
+        ];
+        for (col, x) in self.cols.iter_mut().zip(row) {
+            col.push(x);
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.cols
+            .iter()
+            .map(|c| c as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// A (key, node) as the primary key orders it in SQL: node, resolution,
+/// bucket, sensor, as the stored i64 values.
+type RowKey = (i64, i64, i64, i64);
+
+fn row_key(node: NodeId, key: &Key) -> RowKey {
+    (
+        to_sql(node.0),
+        i64::from(key.resolution as u8),
+        to_sql(key.bucket.0),
+        i64::from(key.sensor.0),
+    )
+}
+
+/// Whether a failed write should simply be tried again: it lost a lock
+/// race against another writer, and PostgreSQL rolled it back.
+fn is_retryable(e: &MergeError) -> bool {
+    match e {
+        MergeError::Postgres(e) => e.code().is_some_and(|c| {
+            *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+        }),
+        _ => false,
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:pass@host:port/db`
+    /// or `host=... dbname=...`) and brings its schema up to date.
+    pub fn connect(url: &str) -> Result<PgStore, MergeError> {
+        Self::connect_with(Config::from_str(url)?)
+    }
+
+    /// [`connect`](PgStore::connect) with a built configuration.
+    pub fn connect_with(mut config: Config) -> Result<PgStore, MergeError> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tributary-hub");
+        }
+        let mut client = config.connect(NoTls)?;
+        migrate(&mut client)?;
+        let stmts = Statements::prepare(&mut client)?;
+        Ok(PgStore {
+            config,
+            conn: Mutex::new(Some(Conn { client, stmts })),
+        })
+    }
+
+    /// The configuration it connects with (the password included: do not
+    /// print it other than through `Debug`, which redacts it).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `f` on the connection, reconnecting first if the last one was
+    /// lost. A failed call leaves a broken connection to be replaced by
+    /// the next one.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, MergeError>,
+    ) -> Result<T, MergeError> {
+        // A panic while holding the lock cannot leave the protocol state
+        // half-written in a way the client does not detect: it tracks its
+        // own connection state, so a poisoned lock is still usable.
+        let mut guard: MutexGuard<'_, Option<Conn>> =
+            self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *guard = None;
+            let mut client = self.config.connect(NoTls)?;
+            let stmts = Statements::prepare(&mut client)?;
+            *guard = Some(Conn { client, stmts });
+        }
+        match guard.as_mut() {
+            Some(conn) => f(conn),
+            None => Err(MergeError::Corrupt("no connection")),
+        }
+    }
+
+    /// Number of stored (key, node) entries.
+    pub fn entry_count(&self) -> Result<u64, MergeError> {
+        self.with_conn(|c| {
+            let n: i64 = c
+                .client
+                .query_one("SELECT count(*) FROM aggregate", &[])?
+                .try_get(0)?;
+            Ok(from_sql(n.max(0)))
+        })
+    }
+
+    /// Every stored `(key, node, entry)`, in key then node order (as the
+    /// core's `AggregateState::iter_entries`). A full scan: for tests,
+    /// exports and checks, not for serving.
+    pub fn all_entries(&self) -> Result<Vec<(Key, NodeId, Entry)>, MergeError> {
+        let rows = self.with_conn(|c| {
+            Ok(c.client.query(
+                &format!(
+                    "SELECT sensor, resolution, bucket, node, version, {} FROM aggregate",
+                    SUMMARY_COLS.join(", ")
+                ),
+                &[],
+            )?)
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key = Key::new(
+                sensor_of(r.try_get(0)?)?,
+                resolution_of(r.try_get(1)?)?,
+                Bucket(from_sql(r.try_get(2)?)),
+            );
+            let node = NodeId(from_sql(r.try_get(3)?));
+            let entry = Entry {
+                version: from_sql(r.try_get(4)?),
+                summary: summary_at(r, 5)?,
+            };
+            out.push((key, node, entry));
+        }
+        out.sort_unstable_by_key(|(k, n, _)| (*k, *n));
+        Ok(out)
+    }
+
+    /// Reads the schema version: a cheap proof that the database answers
+    /// (readiness checks).
+    pub fn probe(&self) -> Result<(), MergeError> {
+        self.with_conn(|c| {
+            c.client
+                .query_one("SELECT max(version) FROM tributary_schema", &[])?
+                .try_get::<_, Option<i64>>(0)?;
+            Ok(())
+        })
+    }
+
+    /// One node's record, if the node is known.
+    pub fn node(&self, node: NodeId) -> Result<Option<NodeRecord>, MergeError> {
+        self.with_conn(|c| {
+            let Some(r) = c.client.query_opt(&c.stmts.node, &[&to_sql(node.0)])? else {
+                return Ok(None);
+            };
+            Ok(Some(NodeRecord {
+                node,
+                version_high: from_sql(r.try_get(0)?),
+                watermark: from_sql(r.try_get(1)?),
+                last_seen_ms: r.try_get::<_, Option<i64>>(2)?.map(from_sql),
+            }))
+        })
+    }
+
+    /// Writes a validated group in one transaction, retrying lost lock
+    /// races.
+    fn write(&self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.with_conn(|c| {
+                let mut tx = c.client.transaction()?;
+                let out = write_group(&mut tx, &c.stmts, group)?;
+                tx.commit()?;
+                Ok(out)
+            });
+            match result {
+                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Rows of one sensor and resolution with a bucket start in the
+    /// query's range, by bucket then ascending node id, at most `limit`
+    /// distinct buckets.
+    fn range(
+        &self,
+        q: &RangeQuery,
+        only: Option<NodeId>,
+    ) -> Result<Vec<(u64, NodeId, Entry)>, MergeError> {
+        let ms = q.resolution.millis();
+        let lo = q.from.as_millis().div_ceil(ms);
+        let hi = q.to.as_millis().div_ceil(ms);
+        let mut out: Vec<(u64, NodeId, Entry)> = Vec::new();
+        if lo >= hi || q.limit == 0 {
+            return Ok(out);
+        }
+        // Bucket indices of valid entries fit in i64 (Bucket::is_valid).
+        let (lo, hi) = (
+            i64::try_from(lo).unwrap_or(i64::MAX),
+            i64::try_from(hi).unwrap_or(i64::MAX),
+        );
+        let sensor = i64::from(q.sensor.0);
+        let res = i64::from(q.resolution as u8);
+        self.with_conn(|c| {
+            let Some((all, one)) = c.stmts.range.get(q.resolution as usize) else {
+                return Err(MergeError::Corrupt("resolution out of range"));
+            };
+            let node = only.map(|n| to_sql(n.0));
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sensor, &res, &lo, &hi];
+            let stmt = match &node {
+                Some(n) => {
+                    params.push(n);
+                    one
+                }
+                None => all,
+            };
+            // Streamed: a small limit over a long range stops early.
+            let mut rows = c.client.query_raw(stmt, params)?;
+            let mut buckets = 0usize;
+            let mut last: Option<u64> = None;
+            while let Some(r) = rows.next()? {
+                let bucket = from_sql(r.try_get(0)?);
+                if last != Some(bucket) {
+                    if buckets == q.limit {
+                        break;
+                    }
+                    buckets += 1;
+                    last = Some(bucket);
+                }
+                out.push((
+                    bucket,
+                    NodeId(from_sql(r.try_get(1)?)),
+                    Entry {
+                        version: from_sql(r.try_get(2)?),
+                        summary: summary_at(&r, 3)?,
+                    },
+                ));
+            }
+            Ok(())
+        })?;
+        // SQL orders nodes as i64; the merge order is u64.
+        out.sort_by_key(|(b, n, _)| (*b, *n));
+        Ok(out)
+    }
+
+    fn buckets(
+        &self,
+        q: &RangeQuery,
+        only: Option<NodeId>,
+    ) -> Result<Vec<NodeBucket>, MergeError> {
+        let ms = q.resolution.millis();
+        Ok(self
+            .range(q, only)?
+            .into_iter()
+            .map(|(bucket, node, entry)| NodeBucket {
+                bucket_start: Timestamp(bucket.saturating_mul(ms)),
+                node,
+                entry,
+            })
+            .collect())
+    }
+}
+
+/// Applies a validated group inside `tx` (see the module docs).
+fn write_group(
+    tx: &mut Transaction<'_>,
+    stmts: &Statements,
+    group: &[NodeBatch<'_>],
+) -> Result<Vec<MergeOutcome>, MergeError> {
+    let mut outcomes: Vec<MergeOutcome> = group
+        .iter()
+        .map(|b| MergeOutcome {
+            applied: 0,
+            stale: b.entries.len() as u64,
+        })
+        .collect();
+    // Round i holds the i-th occurrence of each (key, node), with its
+    // batch: one statement never touches a row twice.
+    let mut seen: HashMap<RowKey, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<(RowKey, usize, NodeId, &Key, &Entry)>> = Vec::new();
+    for (bi, b) in group.iter().enumerate() {
+        for (k, e) in b.entries {
+            let rk = row_key(b.node, k);
+            let n = seen.entry(rk).or_insert(0);
+            if rounds.len() <= *n {
+                rounds.push(Vec::new());
+            }
+            if let Some(round) = rounds.get_mut(*n) {
+                round.push((rk, bi, b.node, k, e));
+            }
+            *n += 1;
+        }
+    }
+    // (node, sensor) → newest reading time among the applied entries.
+    let mut touched: BTreeMap<(i64, i64), u64> = BTreeMap::new();
+    for mut round in rounds {
+        // Primary-key order: concurrent writers lock rows in one order.
+        round.sort_unstable_by_key(|r| r.0);
+        let mut cols = Columns::default();
+        let mut batch_of: HashMap<RowKey, usize> = HashMap::with_capacity(round.len());
+        for (rk, bi, node, k, e) in &round {
+            cols.push(*node, k, e);
+            batch_of.insert(*rk, *bi);
+        }
+        for r in tx.query(&stmts.upsert, &cols.params())? {
+            let rk: RowKey = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            let last_ts = from_sql(r.try_get(4)?);
+            let Some(o) = batch_of.get(&rk).and_then(|bi| outcomes.get_mut(*bi)) else {
+                return Err(MergeError::Corrupt("upsert returned a row it was not sent"));
+            };
+            o.applied += 1;
+            o.stale = o.stale.saturating_sub(1);
+            let newest = touched.entry((rk.0, rk.3)).or_insert(last_ts);
+            *newest = (*newest).max(last_ts);
+        }
+    }
+    if !touched.is_empty() {
+        let (mut nodes, mut sensors, mut newest) = (Vec::new(), Vec::new(), Vec::new());
+        for ((node, sensor), t) in touched {
+            nodes.push(node);
+            sensors.push(sensor);
+            newest.push(to_sql(t));
+        }
+        tx.execute(&stmts.sensor_upsert, &[&nodes, &sensors, &newest])?;
+    }
+    // One row per node of the group, as SQLite's per-batch upserts add up:
+    // the highest version and watermark, the last reported "seen".
+    let mut node_rows: BTreeMap<i64, (u64, u64, Option<u64>)> = BTreeMap::new();
+    for b in group {
+        if b.entries.is_empty() && b.progress.is_none() {
+            continue;
+        }
+        let row = node_rows.entry(to_sql(b.node.0)).or_insert((0, 0, None));
+        let version_high = b.entries.iter().map(|(_, e)| e.version).max().unwrap_or(0);
+        row.0 = row.0.max(version_high);
+        if let Some(p) = b.progress {
+            row.1 = row.1.max(p.watermark);
+            row.2 = Some(p.seen_ms);
+        }
+    }
+    if !node_rows.is_empty() {
+        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+        for (id, (v, w, seen)) in node_rows {
+            cols.0.push(id);
+            cols.1.push(to_sql(v));
+            cols.2.push(to_sql(w));
+            cols.3.push(seen.map(to_sql));
+        }
+        tx.execute(&stmts.node_upsert, &[&cols.0, &cols.1, &cols.2, &cols.3])?;
+    }
+    Ok(outcomes)
+}
+
+/// Brings the schema to the newest version in one transaction (see the
+/// module docs), or refuses a newer one.
+fn migrate(client: &mut Client) -> Result<(), MergeError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS tributary_schema (
+             version    BIGINT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0)::int8 FROM tributary_schema",
+            &[],
+        )?
+        .try_get(0)?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > known {
+        return Err(MergeError::NewerSchema {
+            found: current,
+            known,
+        });
+    }
+    for (version, m) in (1..).zip(MIGRATIONS).skip(usize::try_from(current).unwrap_or(0)) {
+        tx.batch_execute(m)?;
+        tx.execute(
+            "INSERT INTO tributary_schema (version) VALUES ($1)",
+            &[&version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl MergeStore for PgStore {
+    fn apply_with(
+        &mut self,
+        node: NodeId,
+        entries: &[(Key, Entry)],
+        progress: Option<Progress>,
+    ) -> Result<MergeOutcome, MergeError> {
+        validate_batch(entries, progress.as_ref())?;
+        if entries.is_empty() && progress.is_none() {
+            return Ok(MergeOutcome::default());
+        }
+        let out = self.write(&[NodeBatch {
+            node,
+            entries,
+            progress,
+        }])?;
+        Ok(out.first().copied().unwrap_or_default())
+    }
+
+    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
+        validate_group(group)?;
+        self.write(group)
+    }
+
+    fn touch(&mut self, node: NodeId, seen_ms: u64) -> Result<(), MergeError> {
+        self.with_conn(|c| {
+            c.client
+                .execute(&c.stmts.touch, &[&to_sql(node.0), &to_sql(seen_ms)])?;
+            Ok(())
+        })
+    }
+
+    fn merged(&self, q: &RangeQuery) -> Result<Vec<(Timestamp, Summary)>, MergeError> {
+        let ms = q.resolution.millis();
+        let mut out: Vec<(Timestamp, Summary)> = Vec::new();
+        let mut current: Option<u64> = None;
+        for (bucket, _, e) in self.range(q, None)? {
+            match out.last_mut() {
+                // Rows come by bucket then ascending node: combining in that
+                // order is `AggregateState::merged`.
+                Some((_, acc)) if current == Some(bucket) => acc.combine(&e.summary),
+                _ => {
+                    current = Some(bucket);
+                    out.push((Timestamp(bucket.saturating_mul(ms)), e.summary));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn per_node(&self, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError> {
+        self.buckets(q, None)
+    }
+
+    fn node_series(&self, node: NodeId, q: &RangeQuery) -> Result<Vec<NodeBucket>, MergeError> {
+        self.buckets(q, Some(node))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, MergeError> {
+        let rows = self.with_conn(|c| Ok(c.client.query(&c.stmts.nodes, &[])?))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(NodeRecord {
+                node: NodeId(from_sql(r.try_get(0)?)),
+                version_high: from_sql(r.try_get(1)?),
+                watermark: from_sql(r.try_get(2)?),
+                last_seen_ms: r.try_get::<_, Option<i64>>(3)?.map(from_sql),
+            });
+        }
+        out.sort_unstable_by_key(|n| n.node);
+        Ok(out)
+    }
+
+    fn insert_alerts(
+        &mut self,
+        node: NodeId,
+        alerts: &[Alert],
+        received_ms: u64,
+    ) -> Result<AlertOutcome, MergeError> {
+        validate_alerts(node, alerts)?;
+        if alerts.is_empty() {
+            return Ok(AlertOutcome::default());
+        }
+        self.with_conn(|c| alerts::insert(c, alerts, received_ms))
+    }
+
+    fn alerts(&self, q: &AlertQuery) -> Result<Vec<StoredAlert>, MergeError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with_conn(|c| alerts::query(c, q))
+    }
+
+    fn ack_alert(&mut self, node: NodeId, hlc: Hlc, acked_ms: u64) -> Result<bool, MergeError> {
+        self.with_conn(|c| alerts::ack(c, node, hlc, acked_ms))
+    }
+
+    fn open_alert_count(&self) -> Result<u64, MergeError> {
+        self.with_conn(|c| {
+            let n: i64 = c
+                .client
+                .query_one(&c.stmts.alerts.open_count, &[])?
+                .try_get(0)?;
+            Ok(from_sql(n.max(0)))
+        })
+    }
+
+    fn sensors(&self) -> Result<Vec<SensorRecord>, MergeError> {
+        self.with_conn(|c| alerts::sensor_records(c, None))
+    }
+
+    fn sensor(&self, sensor: SensorId) -> Result<Option<SensorRecord>, MergeError> {
+        Ok(self
+            .with_conn(|c| alerts::sensor_records(c, Some(sensor)))?
+            .into_iter()
+            .next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL row comparison must order like `Entry::supersedes` on the
+    /// bits: flipping the sign bit maps u64 order onto i64 order.
+    #[test]
+    fn sign_flip_maps_unsigned_order_onto_signed_order() {
+        let flip = |x: u64| to_sql(x) ^ i64::MIN;
+        let xs = [0, 1, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        for a in xs {
+            for b in xs {
+                assert_eq!(a.cmp(&b), flip(a).cmp(&flip(b)), "{a} vs {b}");
+            }
+        }
+        assert!(upsert_sql().contains(&format!("(excluded.count # {SIGN})")));
+    }
+
+    #[test]
+    fn range_sql_names_the_partial_index_predicate_for_coarse_buckets() {
+        for r in Resolution::ALL {
+            for one in [false, true] {
+                let sql = range_sql(r, one);
+                assert_eq!(sql.contains("resolution >= 1"), r != Resolution::Second);
+                assert_eq!(sql.contains("$5"), one, "{sql}");
+            }
+        }
+    }
+}
