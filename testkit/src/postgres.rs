@@ -34,9 +34,10 @@ pub const DEFAULT_DATABASE: &str = "tributary";
 #[derive(Debug, Clone, Default)]
 pub struct PostgresOptions {
     /// Keep PostgreSQL's durable defaults (`fsync = on`). Off by default:
-    /// tests need correct transactions, not power-loss safety, and fsync
-    /// per commit would make the 2 shared cores wait on the disk. Benches
-    /// that compare with a durable SQLite turn it on.
+    /// tests need correct transactions and crash recovery after a process
+    /// kill, not power-loss safety, and fsync per commit would make the 2
+    /// shared cores wait on the disk. Benches that compare with a durable
+    /// SQLite turn it on.
     pub durable: bool,
     /// Extra server settings, each `name=value`, passed as `-c name=value`.
     pub settings: Vec<String>,
@@ -81,10 +82,12 @@ impl Postgres {
     pub fn start_with(options: PostgresOptions) -> Result<Option<Postgres>, String> {
         let Some(bin) = find_server_bin() else {
             if is_ci() {
-                return Err("PostgreSQL (initdb, pg_ctl) is required under CI (CI is set) but \
+                return Err(
+                    "PostgreSQL (initdb, pg_ctl) is required under CI (CI is set) but \
                             was found neither in /usr/lib/postgresql/*/bin nor on PATH; \
                             scripts/setup.sh installs it (apt `postgresql`)"
-                    .to_string());
+                        .to_string(),
+                );
             }
             return Ok(None);
         };
@@ -179,9 +182,7 @@ impl Postgres {
         pids.push(pid);
         for p in &pids {
             // Exit status ignored: a process may already have exited.
-            let _ = Command::new("kill")
-                .args(["-9", &p.to_string()])
-                .output();
+            let _ = Command::new("kill").args(["-9", &p.to_string()]).output();
         }
         self.running = false;
         let gone = poll_for(KILL_DEADLINE, || {
@@ -275,7 +276,10 @@ impl Postgres {
             self.dir.path().display()
         );
         if !self.options.durable {
-            server.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            // Commits still reach the OS before they are acknowledged
+            // (`synchronous_commit` stays on), so a [`Postgres::kill9`]
+            // loses nothing committed: only an OS crash would.
+            server.push_str(" -c fsync=off -c full_page_writes=off");
         }
         for s in &self.options.settings {
             server.push_str(" -c ");
@@ -385,8 +389,7 @@ fn hand_to_postgres_user(dir: &Path) -> Result<Option<PathBuf>, String> {
 /// The `postgres` user's uid and gid from `/etc/passwd` (the Debian package
 /// creates it).
 fn postgres_user() -> Result<(u32, u32), String> {
-    let passwd =
-        std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
     passwd
         .lines()
         .find_map(|line| {

@@ -380,10 +380,7 @@ impl Columns {
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.cols
-            .iter()
-            .map(|c| c as &(dyn ToSql + Sync))
-            .collect()
+        self.cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
     }
 }
 
@@ -615,11 +612,7 @@ impl PgStore {
         Ok(out)
     }
 
-    fn buckets(
-        &self,
-        q: &RangeQuery,
-        only: Option<NodeId>,
-    ) -> Result<Vec<NodeBucket>, MergeError> {
+    fn buckets(&self, q: &RangeQuery, only: Option<NodeId>) -> Result<Vec<NodeBucket>, MergeError> {
         let ms = q.resolution.millis();
         Ok(self
             .range(q, only)?
@@ -747,7 +740,10 @@ fn migrate(client: &mut Client) -> Result<(), MergeError> {
             known,
         });
     }
-    for (version, m) in (1..).zip(MIGRATIONS).skip(usize::try_from(current).unwrap_or(0)) {
+    for (version, m) in (1i64..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         tx.batch_execute(m)?;
         tx.execute(
             "INSERT INTO tributary_schema (version) VALUES ($1)",
@@ -886,7 +882,15 @@ mod tests {
     #[test]
     fn sign_flip_maps_unsigned_order_onto_signed_order() {
         let flip = |x: u64| to_sql(x) ^ i64::MIN;
-        let xs = [0, 1, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        let xs = [
+            0,
+            1,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         for a in xs {
             for b in xs {
                 assert_eq!(a.cmp(&b), flip(a).cmp(&flip(b)), "{a} vs {b}");

@@ -152,10 +152,8 @@ pub(super) fn insert(
         }
     }
     let received = to_sql(received_ms);
-    let mut params: Vec<&(dyn ToSql + Sync)> = cols
-        .iter()
-        .map(|c| c as &(dyn ToSql + Sync))
-        .collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
     params.push(&received);
     let new = c.client.execute(&c.stmts.alerts.insert, &params)?;
     let total = alerts.len() as u64;
@@ -210,8 +208,7 @@ pub(super) fn query(c: &mut Conn, q: &AlertQuery) -> Result<Vec<StoredAlert>, Me
             s
         }
     };
-    let params: Vec<&(dyn ToSql + Sync)> =
-        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     c.client
         .query(&stmt, &params)?
         .iter()
