@@ -397,6 +397,10 @@ fn row_key(node: NodeId, key: &Key) -> RowKey {
     )
 }
 
+/// An entry on its way into an upsert round: its row, its batch's index
+/// in the group, its writer and the entry.
+type Pending<'a> = (RowKey, usize, NodeId, &'a Key, &'a Entry);
+
 /// Whether a failed write should simply be tried again: it lost a lock
 /// race against another writer, and PostgreSQL rolled it back.
 fn is_retryable(e: &MergeError) -> bool {
@@ -642,7 +646,7 @@ fn write_group(
     // Round i holds the i-th occurrence of each (key, node), with its
     // batch: one statement never touches a row twice.
     let mut seen: HashMap<RowKey, usize> = HashMap::new();
-    let mut rounds: Vec<Vec<(RowKey, usize, NodeId, &Key, &Entry)>> = Vec::new();
+    let mut rounds: Vec<Vec<Pending<'_>>> = Vec::new();
     for (bi, b) in group.iter().enumerate() {
         for (k, e) in b.entries {
             let rk = row_key(b.node, k);
@@ -704,14 +708,18 @@ fn write_group(
         }
     }
     if !node_rows.is_empty() {
-        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+        let (mut ids, mut versions, mut watermarks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen_ms: Vec<Option<i64>> = Vec::new();
         for (id, (v, w, seen)) in node_rows {
-            cols.0.push(id);
-            cols.1.push(to_sql(v));
-            cols.2.push(to_sql(w));
-            cols.3.push(seen.map(to_sql));
+            ids.push(id);
+            versions.push(to_sql(v));
+            watermarks.push(to_sql(w));
+            seen_ms.push(seen.map(to_sql));
         }
-        tx.execute(&stmts.node_upsert, &[&cols.0, &cols.1, &cols.2, &cols.3])?;
+        tx.execute(
+            &stmts.node_upsert,
+            &[&ids, &versions, &watermarks, &seen_ms],
+        )?;
     }
     Ok(outcomes)
 }
