@@ -272,6 +272,17 @@ fn query_30d() -> (f64, f64, u64) {
     let dir = bench_dir();
     let mut store = SqliteStore::open_with(&SqliteOptions::new(dir.path().join("query.db")))
         .expect("open store");
+    query_30d_in(&mut store)
+}
+
+/// [`query_30d`] against PostgreSQL (a fresh database of `pg`).
+fn query_30d_pg(pg: &Postgres) -> (f64, f64, u64) {
+    let url = pg.create_database("query").expect("createdb");
+    let mut store = PgStore::connect(&url).expect("connect");
+    query_30d_in(&mut store)
+}
+
+fn query_30d_in(store: &mut impl MergeStore) -> (f64, f64, u64) {
     let node = NodeId(7);
     let first = T0_MS / 60_000;
     let mut version = 0u64;
@@ -420,4 +431,21 @@ fn main() {
             "baseline": { "core_merged_in_memory_median_ms": mem_secs * 1e3 },
         })
     );
+    if let Some(pg) = &pg {
+        let (pg_secs, _, buckets) = query_30d_pg(pg);
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "query_merged_30d_1m_postgres",
+                "buckets": buckets,
+                "stored_rows": u64::from(QUERY_SENSORS) * MINUTES_30D,
+                "sensors_stored": QUERY_SENSORS,
+                "median_ms": pg_secs * 1e3,
+                "baseline": {
+                    "sqlite_median_ms": sql_secs * 1e3,
+                    "core_merged_in_memory_median_ms": mem_secs * 1e3,
+                },
+            })
+        );
+    }
 }
