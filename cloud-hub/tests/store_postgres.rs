@@ -835,3 +835,31 @@ fn a_server_crash_fails_calls_then_the_store_reconnects() {
         .unwrap();
     assert_eq!(out.applied, 1);
 }
+
+/// A reader connection (the API's threads) sees the writer's commits,
+/// refuses writes, and needs a migrated database of this binary's version.
+#[test]
+fn readers_see_commits_refuse_writes_and_need_a_migrated_database() {
+    let Some(pg) = server() else { return };
+    let empty = pg.create_database("not_migrated").unwrap();
+    let err = PgStore::connect_reader(&empty).unwrap_err();
+    assert_eq!(err.reason(), "corrupt", "{err:?}");
+    let (url, mut writer) = fresh(&pg);
+    let mut reader = PgStore::connect_reader(&url).unwrap();
+    assert!(reader.sensors().unwrap().is_empty());
+    let n = NodeId(9);
+    writer
+        .apply(n, &[(minute(1, 0), entry(1, 0, 1.0))])
+        .unwrap();
+    writer.insert_alerts(n, &[alert(n, 1, 1, 1)], 1).unwrap();
+    assert_eq!(reader.sensors().unwrap().len(), 1);
+    assert_eq!(all_alerts(&reader).len(), 1);
+    reader.probe().unwrap();
+    let err = reader
+        .apply(n, &[(minute(1, 60_000), entry(2, 60_000, 1.0))])
+        .unwrap_err();
+    assert_eq!(err.reason(), "postgres", "{err:?}");
+    assert!(reader.insert_alerts(n, &[alert(n, 1, 2, 2)], 1).is_err());
+    assert!(reader.touch(n, 5).is_err());
+    assert_eq!(writer.entry_count().unwrap(), 1);
+}

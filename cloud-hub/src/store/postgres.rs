@@ -436,6 +436,56 @@ impl PgStore {
         })
     }
 
+    /// Connects a read-only store to a database that
+    /// [`connect`](PgStore::connect) already migrated (the API's reader
+    /// threads; the role may lack write rights): it never migrates, and
+    /// refuses a schema other than this binary's. Its sessions run with
+    /// `default_transaction_read_only`, so every write method fails with
+    /// [`MergeError::Postgres`].
+    pub fn connect_reader(url: &str) -> Result<PgStore, MergeError> {
+        Self::connect_reader_with(Config::from_str(url)?)
+    }
+
+    /// [`connect_reader`](PgStore::connect_reader) with a built
+    /// configuration.
+    pub fn connect_reader_with(mut config: Config) -> Result<PgStore, MergeError> {
+        // In the startup options, so a reconnect is read-only too.
+        let options = match config.get_options() {
+            Some(o) => format!("{o} -c default_transaction_read_only=on"),
+            None => "-c default_transaction_read_only=on".to_string(),
+        };
+        config.options(&options);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tributary-hub-reader");
+        }
+        let mut client = config.connect(NoTls)?;
+        // Two statements: a query naming a missing table fails to parse.
+        let migrated: bool = client
+            .query_one("SELECT to_regclass('tributary_schema') IS NOT NULL", &[])?
+            .try_get(0)?;
+        let found: Option<i64> = if migrated {
+            client
+                .query_one("SELECT max(version)::int8 FROM tributary_schema", &[])?
+                .try_get(0)?
+        } else {
+            None
+        };
+        let known = latest();
+        match found {
+            Some(found) if found > known => return Err(MergeError::NewerSchema { found, known }),
+            Some(found) if found == known => {}
+            _ => return Err(MergeError::Corrupt("database not migrated yet")),
+        }
+        let stmts = Statements::prepare(&mut client)?;
+        Ok(PgStore {
+            config,
+            conn: Mutex::new(Some(Conn { client, stmts })),
+        })
+    }
+
     /// The configuration it connects with (the password included: do not
     /// print it other than through `Debug`, which redacts it).
     pub fn config(&self) -> &Config {
@@ -724,6 +774,11 @@ fn write_group(
     Ok(outcomes)
 }
 
+/// The schema version after every migration of this binary.
+fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 /// Brings the schema to the newest version in one transaction (see the
 /// module docs), or refuses a newer one.
 fn migrate(client: &mut Client) -> Result<(), MergeError> {
@@ -741,7 +796,7 @@ fn migrate(client: &mut Client) -> Result<(), MergeError> {
             &[],
         )?
         .try_get(0)?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let known = latest();
     if current > known {
         return Err(MergeError::NewerSchema {
             found: current,
