@@ -401,6 +401,26 @@ fn row_key(node: NodeId, key: &Key) -> RowKey {
 /// in the group, its writer and the entry.
 type Pending<'a> = (RowKey, usize, NodeId, &'a Key, &'a Entry);
 
+/// Fills in what the URL left out: a connect timeout, the application
+/// name (`pg_stat_activity`), and server notices as `tracing` debug events
+/// (the client's default logs them through the `log` crate, which the hub
+/// does not collect; the migration's `IF NOT EXISTS` notices every start).
+fn complete_config(config: &mut Config, application_name: &str) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    config.notice_callback(|notice| {
+        tracing::debug!(
+            severity = notice.severity(),
+            message = notice.message(),
+            "postgres notice"
+        );
+    });
+}
+
 /// Whether a failed write should simply be tried again: it lost a lock
 /// race against another writer, and PostgreSQL rolled it back.
 fn is_retryable(e: &MergeError) -> bool {
@@ -421,12 +441,7 @@ impl PgStore {
 
     /// [`connect`](PgStore::connect) with a built configuration.
     pub fn connect_with(mut config: Config) -> Result<PgStore, MergeError> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("tributary-hub");
-        }
+        complete_config(&mut config, "tributary-hub");
         let mut client = config.connect(NoTls)?;
         migrate(&mut client)?;
         let stmts = Statements::prepare(&mut client)?;
@@ -455,12 +470,7 @@ impl PgStore {
             None => "-c default_transaction_read_only=on".to_string(),
         };
         config.options(&options);
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("tributary-hub-reader");
-        }
+        complete_config(&mut config, "tributary-hub-reader");
         let mut client = config.connect(NoTls)?;
         // Two statements: a query naming a missing table fails to parse.
         let migrated: bool = client
