@@ -972,6 +972,13 @@ mod tests {
         assert!(upsert_sql().contains(&format!("(excluded.count # {SIGN})")));
     }
 
+    /// The store actors move a store into its `SyncArbiter` thread.
+    #[test]
+    fn a_store_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<PgStore>();
+    }
+
     #[test]
     fn range_sql_names_the_partial_index_predicate_for_coarse_buckets() {
         for r in Resolution::ALL {
