@@ -979,6 +979,56 @@ mod tests {
         send::<PgStore>();
     }
 
+    /// The range queries can use an index under a generic plan (the one a
+    /// prepared statement settles on): a schema or query change that loses
+    /// this (e.g. the literal `resolution >= 1` the partial index needs)
+    /// would still pass every other test. Sequential scans are disabled
+    /// because on an empty table the planner rightly prefers them.
+    #[test]
+    fn range_queries_can_use_the_indexes() {
+        let pg = match tributary_testkit::Postgres::start() {
+            Ok(Some(pg)) => pg,
+            Ok(None) => {
+                eprintln!("skipped: PostgreSQL not installed");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        drop(PgStore::connect(&pg.url()).unwrap());
+        let mut c = Client::connect(&pg.url(), NoTls).unwrap();
+        c.batch_execute("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+            .unwrap();
+        for (i, r) in Resolution::ALL.into_iter().enumerate() {
+            for one in [false, true] {
+                let (types, args) = if one {
+                    ("int8, int8, int8, int8, int8", format!("1, {i}, 0, 10, 3"))
+                } else {
+                    ("int8, int8, int8, int8", format!("1, {i}, 0, 10"))
+                };
+                let name = format!("q{i}{}", u8::from(one));
+                c.batch_execute(&format!(
+                    "PREPARE {name} ({types}) AS {}",
+                    range_sql(r, one)
+                ))
+                .unwrap();
+                let plan: Vec<String> = c
+                    .query(&format!("EXPLAIN EXECUTE {name} ({args})"), &[])
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let plan = plan.join("\n");
+                assert!(!plan.contains("Seq Scan on aggregate"), "{r} {one}: {plan}");
+                let want = if r == Resolution::Second {
+                    "aggregate_pkey"
+                } else {
+                    "aggregate_by_sensor"
+                };
+                assert!(one || plan.contains(want), "{r}: {plan}");
+            }
+        }
+    }
+
     #[test]
     fn range_sql_names_the_partial_index_predicate_for_coarse_buckets() {
         for r in Resolution::ALL {
