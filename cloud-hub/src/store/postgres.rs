@@ -2,7 +2,7 @@
 //! outlive one machine, or that runs as several replicas merging into one
 //! database (docs/hub-storage.md).
 //!
-//! Same data model, semantics and answers as [`SqliteStore`]
+//! Same data model, semantics and answers as [`SqliteStore`](super::SqliteStore)
 //! (`store/sqlite.rs`), bit for bit: the property test
 //! `tests/store_postgres.rs` checks both against the core's
 //! `AggregateState` on the same deliveries.
