@@ -60,17 +60,17 @@
 //! docs/hub-storage.md against a statement per entry.
 
 mod alerts;
+mod schema;
+mod write;
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Config, NoTls, Row, Statement};
 use tributary_core::codec::v1::Alert;
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::hlc::Hlc;
@@ -82,76 +82,6 @@ use super::{
     NodeRecord, Progress, RangeQuery, SensorRecord, StoredAlert, validate_alerts, validate_batch,
     validate_group,
 };
-
-/// Version 1: everything of the SQLite schema version 2.
-const V1: &str = "
-CREATE TABLE aggregate (
-    node        BIGINT NOT NULL,
-    resolution  BIGINT NOT NULL,
-    bucket      BIGINT NOT NULL,
-    sensor      BIGINT NOT NULL,
-    version     BIGINT NOT NULL,
-    count       BIGINT NOT NULL,
-    sum_bits    BIGINT NOT NULL,
-    min_bits    BIGINT NOT NULL,
-    max_bits    BIGINT NOT NULL,
-    sum_sq_bits BIGINT NOT NULL,
-    first_ts    BIGINT NOT NULL,
-    last_ts     BIGINT NOT NULL,
-    PRIMARY KEY (node, resolution, bucket, sensor)
-);
-CREATE INDEX aggregate_by_sensor ON aggregate (sensor, resolution, bucket)
-    WHERE resolution >= 1;
-
-CREATE TABLE node (
-    id           BIGINT PRIMARY KEY,
-    version_high BIGINT NOT NULL,
-    watermark    BIGINT NOT NULL,
-    last_seen_ms BIGINT
-);
-
-CREATE TABLE alert (
-    node          BIGINT NOT NULL,
-    hlc           BIGINT NOT NULL,
-    sensor        BIGINT NOT NULL,
-    at            BIGINT NOT NULL,
-    value_bits    BIGINT NOT NULL,
-    score_bits    BIGINT NOT NULL,
-    detector      BIGINT NOT NULL,
-    w_count       BIGINT NOT NULL,
-    w_sum_bits    BIGINT NOT NULL,
-    w_min_bits    BIGINT NOT NULL,
-    w_max_bits    BIGINT NOT NULL,
-    w_sum_sq_bits BIGINT NOT NULL,
-    w_first_ts    BIGINT NOT NULL,
-    w_last_ts     BIGINT NOT NULL,
-    received_ms   BIGINT NOT NULL,
-    acked_ms      BIGINT,
-    PRIMARY KEY (node, hlc)
-);
-CREATE INDEX alert_by_time ON alert (at, node, hlc);
-CREATE INDEX alert_open ON alert (at) WHERE acked_ms IS NULL;
-
-CREATE TABLE sensor_node (
-    node    BIGINT NOT NULL,
-    sensor  BIGINT NOT NULL,
-    newest  BIGINT NOT NULL,
-    PRIMARY KEY (node, sensor)
-);
-CREATE INDEX sensor_node_by_sensor ON sensor_node (sensor);
-";
-
-/// Every migration, in order: migration `i` takes the schema from version
-/// `i` to `i + 1`. Shipped migrations are never edited.
-const MIGRATIONS: &[&str] = &[V1];
-
-/// The advisory lock key migrations run under ("tributar" in ASCII): any
-/// fixed number that no other application on the database uses.
-const MIGRATION_LOCK: i64 = 0x7472_6962_7574_6172;
-
-/// `i64::MIN` as SQL (the literal 9223372036854775808 is not a bigint):
-/// XOR with it flips the sign bit.
-const SIGN: &str = "(-9223372036854775807 - 1)";
 
 /// The summary columns, in the core's tie-break order.
 const SUMMARY_COLS: [&str; 7] = [
@@ -179,60 +109,6 @@ fn to_sql(x: u64) -> i64 {
 fn from_sql(x: i64) -> u64 {
     x as u64
 }
-
-/// SQL for `col` as a value whose signed order is `col`'s unsigned order.
-fn unsigned(col: &str) -> String {
-    format!("({col} # {SIGN})")
-}
-
-fn upsert_sql() -> String {
-    let set: Vec<String> = std::iter::once("version")
-        .chain(SUMMARY_COLS)
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    let side = |t: &str| {
-        std::iter::once(format!("{t}.version"))
-            .chain(SUMMARY_COLS.iter().map(|c| unsigned(&format!("{t}.{c}"))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let arrays: Vec<String> = (1..=12).map(|i| format!("${i}::int8[]")).collect();
-    // Versions are validated to at most i64::MAX, so they compare signed.
-    format!(
-        "INSERT INTO aggregate AS a (node, resolution, bucket, sensor, version, {cols})
-         SELECT * FROM UNNEST({arrays})
-         ON CONFLICT (node, resolution, bucket, sensor) DO UPDATE SET {set}
-         WHERE ({new}) > ({old})
-         RETURNING node, resolution, bucket, sensor, last_ts",
-        cols = SUMMARY_COLS.join(", "),
-        arrays = arrays.join(", "),
-        set = set.join(", "),
-        new = side("excluded"),
-        old = side("a"),
-    )
-}
-
-/// Moves a sensor's newest reading time forward, never back (unsigned).
-fn sensor_upsert_sql() -> String {
-    format!(
-        "INSERT INTO sensor_node AS s (node, sensor, newest)
-         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[])
-         ON CONFLICT (node, sensor) DO UPDATE SET newest = excluded.newest
-         WHERE {} > {}",
-        unsigned("excluded.newest"),
-        unsigned("s.newest")
-    )
-}
-
-/// Validated versions and watermarks are at most i64::MAX, so the signed
-/// `GREATEST` is the unsigned one.
-const NODE_UPSERT: &str = "
-INSERT INTO node AS n (id, version_high, watermark, last_seen_ms)
-SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[])
-ON CONFLICT (id) DO UPDATE SET
-  version_high = GREATEST(n.version_high, excluded.version_high),
-  watermark = GREATEST(n.watermark, excluded.watermark),
-  last_seen_ms = COALESCE(excluded.last_seen_ms, n.last_seen_ms)";
 
 const TOUCH: &str = "
 INSERT INTO node (id, version_high, watermark, last_seen_ms) VALUES ($1, 0, 0, $2)
@@ -313,9 +189,9 @@ impl Statements {
             ));
         }
         Ok(Statements {
-            upsert: client.prepare(&upsert_sql())?,
-            sensor_upsert: client.prepare(&sensor_upsert_sql())?,
-            node_upsert: client.prepare(NODE_UPSERT)?,
+            upsert: client.prepare(&write::upsert_sql())?,
+            sensor_upsert: client.prepare(&write::sensor_upsert_sql())?,
+            node_upsert: client.prepare(write::NODE_UPSERT)?,
             touch: client.prepare(TOUCH)?,
             range,
             nodes: client.prepare("SELECT id, version_high, watermark, last_seen_ms FROM node")?,
@@ -351,56 +227,6 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// The rows of one upsert statement, as arrays (one per column).
-#[derive(Default)]
-struct Columns {
-    cols: [Vec<i64>; 12],
-}
-
-impl Columns {
-    fn push(&mut self, node: NodeId, key: &Key, e: &Entry) {
-        let s = &e.summary;
-        let row = [
-            to_sql(node.0),
-            i64::from(key.resolution as u8),
-            to_sql(key.bucket.0),
-            i64::from(key.sensor.0),
-            to_sql(e.version),
-            to_sql(s.count),
-            to_sql(s.sum.to_bits()),
-            to_sql(s.min.to_bits()),
-            to_sql(s.max.to_bits()),
-            to_sql(s.sum_sq.to_bits()),
-            to_sql(s.first_ts.0),
-            to_sql(s.last_ts.0),
-        ];
-        for (col, x) in self.cols.iter_mut().zip(row) {
-            col.push(x);
-        }
-    }
-
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
-    }
-}
-
-/// A (key, node) as the primary key orders it in SQL: node, resolution,
-/// bucket, sensor, as the stored i64 values.
-type RowKey = (i64, i64, i64, i64);
-
-fn row_key(node: NodeId, key: &Key) -> RowKey {
-    (
-        to_sql(node.0),
-        i64::from(key.resolution as u8),
-        to_sql(key.bucket.0),
-        i64::from(key.sensor.0),
-    )
-}
-
-/// An entry on its way into an upsert round: its row, its batch's index
-/// in the group, its writer and the entry.
-type Pending<'a> = (RowKey, usize, NodeId, &'a Key, &'a Entry);
-
 /// Fills in what the URL left out: a connect timeout, the application
 /// name (`pg_stat_activity`), and server notices as `tracing` debug events
 /// (the client's default logs them through the `log` crate, which the hub
@@ -421,17 +247,6 @@ fn complete_config(config: &mut Config, application_name: &str) {
     });
 }
 
-/// Whether a failed write should simply be tried again: it lost a lock
-/// race against another writer, and PostgreSQL rolled it back.
-fn is_retryable(e: &MergeError) -> bool {
-    match e {
-        MergeError::Postgres(e) => e.code().is_some_and(|c| {
-            *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-        }),
-        _ => false,
-    }
-}
-
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:pass@host:port/db`
     /// or `host=... dbname=...`) and brings its schema up to date.
@@ -443,7 +258,7 @@ impl PgStore {
     pub fn connect_with(mut config: Config) -> Result<PgStore, MergeError> {
         complete_config(&mut config, "tributary-hub");
         let mut client = config.connect(NoTls)?;
-        migrate(&mut client)?;
+        schema::migrate(&mut client)?;
         let stmts = Statements::prepare(&mut client)?;
         Ok(PgStore {
             config,
@@ -483,7 +298,7 @@ impl PgStore {
         } else {
             None
         };
-        let known = latest();
+        let known = schema::latest();
         match found {
             Some(found) if found > known => return Err(MergeError::NewerSchema { found, known }),
             Some(found) if found == known => {}
@@ -601,12 +416,12 @@ impl PgStore {
         loop {
             let result = self.with_conn(|c| {
                 let mut tx = c.client.transaction()?;
-                let out = write_group(&mut tx, &c.stmts, group)?;
+                let out = write::write_group(&mut tx, &c.stmts, group)?;
                 tx.commit()?;
                 Ok(out)
             });
             match result {
-                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => attempt += 1,
+                Err(e) if attempt < WRITE_ATTEMPTS && write::is_retryable(&e) => attempt += 1,
                 other => return other,
             }
         }
@@ -688,143 +503,6 @@ impl PgStore {
             })
             .collect())
     }
-}
-
-/// Applies a validated group inside `tx` (see the module docs).
-fn write_group(
-    tx: &mut Transaction<'_>,
-    stmts: &Statements,
-    group: &[NodeBatch<'_>],
-) -> Result<Vec<MergeOutcome>, MergeError> {
-    let mut outcomes: Vec<MergeOutcome> = group
-        .iter()
-        .map(|b| MergeOutcome {
-            applied: 0,
-            stale: b.entries.len() as u64,
-        })
-        .collect();
-    // Round i holds the i-th occurrence of each (key, node), with its
-    // batch: one statement never touches a row twice.
-    let mut seen: HashMap<RowKey, usize> = HashMap::new();
-    let mut rounds: Vec<Vec<Pending<'_>>> = Vec::new();
-    for (bi, b) in group.iter().enumerate() {
-        for (k, e) in b.entries {
-            let rk = row_key(b.node, k);
-            let n = seen.entry(rk).or_insert(0);
-            if rounds.len() <= *n {
-                rounds.push(Vec::new());
-            }
-            if let Some(round) = rounds.get_mut(*n) {
-                round.push((rk, bi, b.node, k, e));
-            }
-            *n += 1;
-        }
-    }
-    // (node, sensor) → newest reading time among the applied entries.
-    let mut touched: BTreeMap<(i64, i64), u64> = BTreeMap::new();
-    for mut round in rounds {
-        // Primary-key order: concurrent writers lock rows in one order.
-        round.sort_unstable_by_key(|r| r.0);
-        let mut cols = Columns::default();
-        let mut batch_of: HashMap<RowKey, usize> = HashMap::with_capacity(round.len());
-        for (rk, bi, node, k, e) in &round {
-            cols.push(*node, k, e);
-            batch_of.insert(*rk, *bi);
-        }
-        for r in tx.query(&stmts.upsert, &cols.params())? {
-            let rk: RowKey = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-            let last_ts = from_sql(r.try_get(4)?);
-            let Some(o) = batch_of.get(&rk).and_then(|bi| outcomes.get_mut(*bi)) else {
-                return Err(MergeError::Corrupt("upsert returned a row it was not sent"));
-            };
-            o.applied += 1;
-            o.stale = o.stale.saturating_sub(1);
-            let newest = touched.entry((rk.0, rk.3)).or_insert(last_ts);
-            *newest = (*newest).max(last_ts);
-        }
-    }
-    if !touched.is_empty() {
-        let (mut nodes, mut sensors, mut newest) = (Vec::new(), Vec::new(), Vec::new());
-        for ((node, sensor), t) in touched {
-            nodes.push(node);
-            sensors.push(sensor);
-            newest.push(to_sql(t));
-        }
-        tx.execute(&stmts.sensor_upsert, &[&nodes, &sensors, &newest])?;
-    }
-    // One row per node of the group, as SQLite's per-batch upserts add up:
-    // the highest version and watermark, the last reported "seen".
-    let mut node_rows: BTreeMap<i64, (u64, u64, Option<u64>)> = BTreeMap::new();
-    for b in group {
-        if b.entries.is_empty() && b.progress.is_none() {
-            continue;
-        }
-        let row = node_rows.entry(to_sql(b.node.0)).or_insert((0, 0, None));
-        let version_high = b.entries.iter().map(|(_, e)| e.version).max().unwrap_or(0);
-        row.0 = row.0.max(version_high);
-        if let Some(p) = b.progress {
-            row.1 = row.1.max(p.watermark);
-            row.2 = Some(p.seen_ms);
-        }
-    }
-    if !node_rows.is_empty() {
-        let (mut ids, mut versions, mut watermarks) = (Vec::new(), Vec::new(), Vec::new());
-        let mut seen_ms: Vec<Option<i64>> = Vec::new();
-        for (id, (v, w, seen)) in node_rows {
-            ids.push(id);
-            versions.push(to_sql(v));
-            watermarks.push(to_sql(w));
-            seen_ms.push(seen.map(to_sql));
-        }
-        tx.execute(
-            &stmts.node_upsert,
-            &[&ids, &versions, &watermarks, &seen_ms],
-        )?;
-    }
-    Ok(outcomes)
-}
-
-/// The schema version after every migration of this binary.
-fn latest() -> i64 {
-    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
-}
-
-/// Brings the schema to the newest version in one transaction (see the
-/// module docs), or refuses a newer one.
-fn migrate(client: &mut Client) -> Result<(), MergeError> {
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS tributary_schema (
-             version    BIGINT PRIMARY KEY,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         )",
-    )?;
-    let current: i64 = tx
-        .query_one(
-            "SELECT coalesce(max(version), 0)::int8 FROM tributary_schema",
-            &[],
-        )?
-        .try_get(0)?;
-    let known = latest();
-    if current > known {
-        return Err(MergeError::NewerSchema {
-            found: current,
-            known,
-        });
-    }
-    for (version, m) in (1i64..)
-        .zip(MIGRATIONS)
-        .skip(usize::try_from(current).unwrap_or(0))
-    {
-        tx.batch_execute(m)?;
-        tx.execute(
-            "INSERT INTO tributary_schema (version) VALUES ($1)",
-            &[&version],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
 }
 
 impl MergeStore for PgStore {
@@ -949,28 +627,6 @@ impl MergeStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The SQL row comparison must order like `Entry::supersedes` on the
-    /// bits: flipping the sign bit maps u64 order onto i64 order.
-    #[test]
-    fn sign_flip_maps_unsigned_order_onto_signed_order() {
-        let flip = |x: u64| to_sql(x) ^ i64::MIN;
-        let xs = [
-            0,
-            1,
-            1 << 62,
-            (1 << 63) - 1,
-            1 << 63,
-            u64::MAX - 1,
-            u64::MAX,
-        ];
-        for a in xs {
-            for b in xs {
-                assert_eq!(a.cmp(&b), flip(a).cmp(&flip(b)), "{a} vs {b}");
-            }
-        }
-        assert!(upsert_sql().contains(&format!("(excluded.count # {SIGN})")));
-    }
 
     /// The store actors move a store into its `SyncArbiter` thread.
     #[test]
