@@ -21,10 +21,13 @@ rustc --version
 #   cross-builds the gateway and runs it as on a Raspberry Pi;
 # - mosquitto, mosquitto-clients: a real MQTT broker for the sync tests;
 # - binutils-arm-none-eabi: firmware size reports;
-# - chromium: the dashboard's browser test (cloud-hub/tests/dashboard.rs).
+# - chromium: the dashboard's browser test (cloud-hub/tests/dashboard.rs);
+# - postgresql: the hub's PostgreSQL backend tests (each test runs its own
+#   throwaway cluster, tributary_testkit::Postgres, never the packaged one).
 APT_PACKAGES=(
     qemu-system-arm qemu-user mosquitto mosquitto-clients
     gcc-aarch64-linux-gnu binutils-arm-none-eabi curl python3 chromium
+    postgresql
 )
 # The 32-bit Pi build (armv7, Raspberry Pi OS armhf) is opt-in: it costs CI
 # about a minute more (docs/operations.md).

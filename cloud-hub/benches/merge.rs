@@ -20,6 +20,11 @@
 //! (43,200 buckets) from a store holding `QUERY_SENSORS` such series,
 //! against the core computing `merged` for the same keys in memory.
 //!
+//! The same stream into PostgreSQL (`merge_postgres_durable*`, when it is
+//! installed): a [`PgStore`] on a throwaway durable cluster over loopback,
+//! with the SQLite merge of the same run and a one-upsert-per-entry client
+//! (on the first deltas) as baselines.
+//!
 //! Run: `cargo bench -p tributary-hub --bench merge`. The database lives
 //! under `$TRIBUTARY_BENCH_DIR`, else the system temp dir: put it on the
 //! disk you mean to measure (a tmpfs makes fsync free).
@@ -31,8 +36,9 @@ use tributary_core::crdt::aggregate::{AggregateState, Entry, Key};
 use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 use tributary_hub::store::{
-    MergeOutcome, MergeStore, NodeBatch, RangeQuery, SqliteOptions, SqliteStore,
+    MergeOutcome, MergeStore, NodeBatch, PgStore, RangeQuery, SqliteOptions, SqliteStore,
 };
+use tributary_testkit::{Postgres, PostgresOptions};
 
 const NODES: u64 = 8;
 const SENSORS: u32 = 100;
@@ -141,14 +147,11 @@ fn plain_insert(batches: &[Batch], group: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// Merges the stream into a fresh store, `group` deltas per transaction;
-/// then replays it. Returns (merge secs, replay secs, stored rows).
-fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
-    let dir = bench_dir();
-    let mut store =
-        SqliteStore::open_with(&SqliteOptions::new(dir.path().join("hub.db"))).expect("open store");
+/// Merges the stream into `store`, `group` deltas per transaction; then
+/// replays it. Returns (merge secs, replay secs).
+fn merge_into(store: &mut impl MergeStore, batches: &[Batch], group: usize) -> (f64, f64) {
     let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
-    let run = |store: &mut SqliteStore| -> (f64, MergeOutcome) {
+    let mut run = || -> (f64, MergeOutcome) {
         let start = Instant::now();
         let mut total = MergeOutcome::default();
         for g in batches.chunks(group) {
@@ -172,11 +175,91 @@ fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
         }
         (start.elapsed().as_secs_f64(), total)
     };
-    let (merge_secs, first) = run(&mut store);
+    let (merge_secs, first) = run();
     assert_eq!(first.applied, entries, "a fresh store applies every entry");
-    let (replay_secs, again) = run(&mut store);
+    let (replay_secs, again) = run();
     assert_eq!(again.stale, entries, "a replay applies nothing");
+    (merge_secs, replay_secs)
+}
+
+/// Merges the stream into a fresh SQLite store, `group` deltas per
+/// transaction; then replays it. Returns (merge secs, replay secs, stored
+/// rows).
+fn merge(batches: &[Batch], group: usize) -> (f64, f64, u64) {
+    let dir = bench_dir();
+    let mut store =
+        SqliteStore::open_with(&SqliteOptions::new(dir.path().join("hub.db"))).expect("open store");
+    let (merge_secs, replay_secs) = merge_into(&mut store, batches, group);
     (merge_secs, replay_secs, store.entry_count().expect("count"))
+}
+
+/// The same into a fresh database of `pg` (a [`PgStore`] over loopback).
+fn merge_pg(pg: &Postgres, batches: &[Batch], group: usize) -> (f64, f64, u64) {
+    let url = pg
+        .create_database(&format!("merge_g{group}"))
+        .expect("createdb");
+    let mut store = PgStore::connect(&url).expect("connect");
+    let (merge_secs, replay_secs) = merge_into(&mut store, batches, group);
+    (merge_secs, replay_secs, store.entry_count().expect("count"))
+}
+
+/// Deltas of the row-by-row baseline: one round trip per entry is slow
+/// enough that a prefix of the stream measures it.
+const ROW_BY_ROW_DELTAS: usize = 48;
+
+/// The alternative to `UNNEST`: one single-row upsert (version check only)
+/// per entry, same transactions. Returns (secs, entries).
+fn pg_row_by_row(pg: &Postgres, batches: &[Batch], group: usize) -> (f64, u64) {
+    let url = pg
+        .create_database(&format!("rows_g{group}"))
+        .expect("createdb");
+    drop(PgStore::connect(&url).expect("migrate"));
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let st = client
+        .prepare(
+            "INSERT INTO aggregate AS a (node, resolution, bucket, sensor, version,
+             count, sum_bits, min_bits, max_bits, sum_sq_bits, first_ts, last_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (node, resolution, bucket, sensor) DO UPDATE SET
+             version = excluded.version, count = excluded.count,
+             sum_bits = excluded.sum_bits, min_bits = excluded.min_bits,
+             max_bits = excluded.max_bits, sum_sq_bits = excluded.sum_sq_bits,
+             first_ts = excluded.first_ts, last_ts = excluded.last_ts
+             WHERE excluded.version > a.version",
+        )
+        .expect("prepare");
+    let batches = &batches[..ROW_BY_ROW_DELTAS.min(batches.len())];
+    let start = Instant::now();
+    let mut n = 0u64;
+    for g in batches.chunks(group) {
+        let mut tx = client.transaction().expect("tx");
+        for (node, entries) in g {
+            for (k, e) in entries {
+                let s = &e.summary;
+                tx.execute(
+                    &st,
+                    &[
+                        &(node.0 as i64),
+                        &i64::from(k.resolution as u8),
+                        &(k.bucket.0 as i64),
+                        &i64::from(k.sensor.0),
+                        &(e.version as i64),
+                        &(s.count as i64),
+                        &(s.sum.to_bits() as i64),
+                        &(s.min.to_bits() as i64),
+                        &(s.max.to_bits() as i64),
+                        &(s.sum_sq.to_bits() as i64),
+                        &(s.first_ts.0 as i64),
+                        &(s.last_ts.0 as i64),
+                    ],
+                )
+                .expect("upsert");
+                n += 1;
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    (start.elapsed().as_secs_f64(), n)
 }
 
 /// Sensors with 30 days of 1 m buckets in the query benchmark.
@@ -189,6 +272,17 @@ fn query_30d() -> (f64, f64, u64) {
     let dir = bench_dir();
     let mut store = SqliteStore::open_with(&SqliteOptions::new(dir.path().join("query.db")))
         .expect("open store");
+    query_30d_in(&mut store)
+}
+
+/// [`query_30d`] against PostgreSQL (a fresh database of `pg`).
+fn query_30d_pg(pg: &Postgres) -> (f64, f64, u64) {
+    let url = pg.create_database("query").expect("createdb");
+    let mut store = PgStore::connect(&url).expect("connect");
+    query_30d_in(&mut store)
+}
+
+fn query_30d_in(store: &mut impl MergeStore) -> (f64, f64, u64) {
     let node = NodeId(7);
     let first = T0_MS / 60_000;
     let mut version = 0u64;
@@ -255,6 +349,18 @@ fn main() {
     let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
     let per_delta = entries / batches.len() as u64;
     let core_secs = core_join(&batches);
+    // Durable like the SQLite runs: fsync and synchronous_commit on. Its
+    // cluster lives in the system temp dir ($TMPDIR).
+    let pg = match Postgres::start_with(PostgresOptions {
+        durable: true,
+        ..PostgresOptions::default()
+    }) {
+        Ok(pg) => pg,
+        Err(e) => panic!("postgres: {e}"),
+    };
+    if pg.is_none() {
+        eprintln!("PostgreSQL not installed: no postgres lines");
+    }
     for group in [1, GROUP] {
         let plain_secs = plain_insert(&batches, group);
         let (merge_secs, replay_secs, stored) = merge(&batches, group);
@@ -285,6 +391,33 @@ fn main() {
                 })
             );
         }
+        let Some(pg) = &pg else { continue };
+        let sqlite_secs = merge_secs;
+        let (merge_secs, replay_secs, stored) = merge_pg(pg, &batches, group);
+        let (rows_secs, rows) = pg_row_by_row(pg, &batches, group);
+        for (name, secs) in [
+            ("merge_postgres_durable", merge_secs),
+            ("merge_postgres_durable_replay", replay_secs),
+        ] {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": name,
+                    "entries": entries,
+                    "deltas": batches.len(),
+                    "deltas_per_transaction": group,
+                    "transactions": batches.len().div_ceil(group),
+                    "stored_rows": stored,
+                    "durability": "fsync=on, synchronous_commit=on, loopback TCP",
+                    "secs": secs,
+                    "entries_per_s": rate(entries, secs),
+                    "baseline": {
+                        "sqlite_merge_entries_per_s": rate(entries, sqlite_secs),
+                        "postgres_row_by_row_upsert_entries_per_s": rate(rows, rows_secs),
+                    },
+                })
+            );
+        }
     }
     let (sql_secs, mem_secs, buckets) = query_30d();
     println!(
@@ -298,4 +431,21 @@ fn main() {
             "baseline": { "core_merged_in_memory_median_ms": mem_secs * 1e3 },
         })
     );
+    if let Some(pg) = &pg {
+        let (pg_secs, _, buckets) = query_30d_pg(pg);
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "query_merged_30d_1m_postgres",
+                "buckets": buckets,
+                "stored_rows": u64::from(QUERY_SENSORS) * MINUTES_30D,
+                "sensors_stored": QUERY_SENSORS,
+                "median_ms": pg_secs * 1e3,
+                "baseline": {
+                    "sqlite_median_ms": sql_secs * 1e3,
+                    "core_merged_in_memory_median_ms": mem_secs * 1e3,
+                },
+            })
+        );
+    }
 }

@@ -11,6 +11,9 @@
 //!   locally when not installed, a hard error under CI.
 //! - [`browser`]: headless Chromium (DOM dump, screenshot) for the
 //!   dashboard tests.
+//! - [`Postgres`]: a throwaway PostgreSQL cluster (initdb + pg_ctl on a free
+//!   loopback port, run as the `postgres` user when we are root), with the
+//!   same skip/CI policy, crash ([`Postgres::kill9`]) and restart.
 //! - [`http`]: a minimal HTTP/1.1 client for the gateway's and hub's APIs.
 //! - [`FaultProxy`]: a TCP proxy between clients and an upstream that can
 //!   partition, black-hole, throttle and drop connections on command or on a
@@ -29,6 +32,7 @@ pub mod browser;
 mod child;
 pub mod http;
 mod mosquitto;
+mod postgres;
 mod proxy;
 mod schedule;
 
@@ -38,6 +42,7 @@ use std::time::{Duration, Instant};
 
 pub use child::ChildGuard;
 pub use mosquitto::{Mosquitto, MosquittoOptions};
+pub use postgres::{DEFAULT_DATABASE, Postgres, PostgresOptions};
 pub use proxy::{FaultProxy, Mode, ProxyStats, ScheduleRunner};
 pub use schedule::{SplitMix64, Step, schedule};
 

@@ -11,8 +11,9 @@
 //! summaries combined in ascending [`NodeId`] order, bit for bit what
 //! `AggregateState::merged` computes.
 //!
-//! [`MergeStore`] is the backend-neutral interface (SQLite now, PostgreSQL
-//! next); [`sqlite::SqliteStore`] is the default backend.
+//! [`MergeStore`] is the backend-neutral interface;
+//! [`sqlite::SqliteStore`] is the default backend, [`postgres::PgStore`]
+//! the PostgreSQL one (same answers, bit for bit; docs/hub-storage.md).
 //!
 //! # Validation
 //!
@@ -45,6 +46,7 @@
 
 pub mod actor;
 pub mod alert;
+pub mod postgres;
 pub mod sqlite;
 
 use tributary_core::codec::v1::Alert;
@@ -57,6 +59,7 @@ pub use alert::{
     AlertCursor, AlertOutcome, AlertQuery, ParseCursorError, SensorRecord, StoredAlert,
     validate_alerts,
 };
+pub use postgres::PgStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// What one [`MergeStore::apply`] did. `applied + stale` is the number of
@@ -189,6 +192,11 @@ pub enum MergeError {
     /// A stored value is outside what this binary writes.
     #[error("corrupt store: {0}")]
     Corrupt(&'static str),
+    /// PostgreSQL failed (connection lost or refused, a constraint, the
+    /// server's disk…); the transaction was rolled back, the next call
+    /// reconnects if the connection was lost.
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
 }
 
 impl From<tributary_sqlite::Error> for MergeError {
@@ -216,6 +224,7 @@ impl MergeError {
             MergeError::Io { .. } => "io",
             MergeError::NewerSchema { .. } => "database_newer",
             MergeError::Corrupt(_) => "corrupt",
+            MergeError::Postgres(_) => "postgres",
         }
     }
 
