@@ -82,6 +82,8 @@ struct RawSync {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
+    backend: String,
+    url: String,
     synchronous: String,
 }
 
@@ -118,8 +120,10 @@ pub struct Config {
     pub broker: BrokerMode,
     /// The MQTT client and merge settings.
     pub sync: SyncOptions,
-    /// `synchronous=FULL`.
+    /// `synchronous=FULL` (SQLite).
     pub synchronous_full: bool,
+    /// Which store: SQLite in `data_dir`, or PostgreSQL at this URL.
+    pub postgres_url: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// `tracing` filter directives.
@@ -226,6 +230,20 @@ impl RawConfig {
             "sync.group_max_deltas must be positive",
         );
         check(self.sync.max_ranges > 0, "sync.max_ranges must be positive");
+        let postgres_url = match self.store.backend.as_str() {
+            "sqlite" => None,
+            "postgres" => {
+                check(
+                    !self.store.url.trim().is_empty(),
+                    "store.url is required when store.backend = \"postgres\"",
+                );
+                Some(self.store.url.clone())
+            }
+            _ => {
+                check(false, "store.backend must be \"sqlite\" or \"postgres\"");
+                None
+            }
+        };
         let synchronous_full = match self.store.synchronous.as_str() {
             "full" => true,
             "normal" => false,
@@ -304,6 +322,7 @@ impl RawConfig {
                 ..SyncOptions::default()
             },
             synchronous_full,
+            postgres_url,
             log_format,
             log_filter: self.log.filter,
         })
@@ -350,6 +369,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.broker, BrokerMode::External);
         assert_eq!((c.sync.host.as_str(), c.sync.port), ("mq.example", 1999));
+    }
+
+    #[test]
+    fn the_postgres_backend_needs_a_url() {
+        let e = load("[store]\nbackend = \"postgres\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("store.url"), "{e}");
+        let c = load(
+            "[store]\nbackend = \"postgres\"\n",
+            &[("TRIBUTARY_HUB_STORE__URL", "postgres://h/db")],
+        )
+        .unwrap();
+        assert_eq!(c.postgres_url.as_deref(), Some("postgres://h/db"));
+        assert_eq!(load("", &[]).unwrap().postgres_url, None);
     }
 
     #[test]

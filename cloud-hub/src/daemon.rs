@@ -20,8 +20,9 @@ use crate::api::{ApiState, Health};
 use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::config::{BrokerMode, Config};
 use crate::metrics::Metrics;
-use crate::store::actor::{Writer, start_readers, start_writer};
-use crate::store::{MergeError, SqliteOptions, SqliteStore};
+use crate::store::MergeError;
+use crate::store::SqliteOptions;
+use crate::store::actor::{Backend, Writer, start_readers_on, start_writer_on};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "hub.sqlite3";
@@ -30,9 +31,9 @@ pub const DB_FILE: &str = "hub.sqlite3";
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The store could not be opened.
-    #[error("cannot open the store in {dir}: {source}")]
+    #[error("cannot open the store {dir}: {source}")]
     Store {
-        /// The data directory.
+        /// The SQLite file or the PostgreSQL database (no credentials).
         dir: String,
         /// The cause.
         source: MergeError,
@@ -73,18 +74,21 @@ pub struct Running {
 /// Starts every part. Must run inside an actix system.
 pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let metrics = Metrics::new();
-    let opts = SqliteOptions {
-        path: config.data_dir.join(DB_FILE),
-        synchronous_full: config.synchronous_full,
+    let backend = match &config.postgres_url {
+        Some(url) => Backend::Postgres(url.clone()),
+        None => Backend::Sqlite(SqliteOptions {
+            path: config.data_dir.join(DB_FILE),
+            synchronous_full: config.synchronous_full,
+        }),
     };
     let store_err = |source| DaemonError::Store {
-        dir: config.data_dir.display().to_string(),
+        dir: backend.describe(),
         source,
     };
-    let store = SqliteStore::open_with(&opts).map_err(store_err)?;
-    let writer = start_writer(store, metrics.clone());
-    let reader = start_readers(&opts, config.readers).map_err(store_err)?;
-    tracing::info!(data_dir = %config.data_dir.display(), "store open");
+    let store = backend.open_writer().map_err(store_err)?;
+    let writer = start_writer_on(backend.clone(), store, metrics.clone());
+    let reader = start_readers_on(&backend, config.readers).map_err(store_err)?;
+    tracing::info!(store = %backend.describe(), "store open");
 
     let (broker, mqtt) = match &config.broker {
         BrokerMode::Embedded(listen) => {

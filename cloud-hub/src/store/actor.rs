@@ -31,8 +31,54 @@ use tributary_core::summary::Summary;
 
 use super::{
     AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
-    NodeRecord, Progress, RangeQuery, SensorRecord, SqliteOptions, SqliteStore, StoredAlert,
+    NodeRecord, PgStore, Progress, RangeQuery, SensorRecord, SqliteOptions, SqliteStore,
+    StoredAlert,
 };
+
+/// Where the store lives, and so how an actor (re)opens its connection.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A SQLite file (the default).
+    Sqlite(SqliteOptions),
+    /// A PostgreSQL database, by connection URL (several hubs may share it).
+    Postgres(String),
+}
+
+/// A store behind the trait: the actors do not care which backend.
+pub type DynStore = Box<dyn MergeStore + Send>;
+
+impl Backend {
+    /// The writing connection, migrating the schema.
+    pub fn open_writer(&self) -> Result<DynStore, MergeError> {
+        Ok(match self {
+            Backend::Sqlite(o) => Box::new(SqliteStore::open_with(o)?),
+            Backend::Postgres(url) => Box::new(PgStore::connect(url)?),
+        })
+    }
+
+    /// A read-only connection; refuses a store that is not migrated.
+    pub fn open_reader(&self) -> Result<DynStore, MergeError> {
+        Ok(match self {
+            Backend::Sqlite(o) => Box::new(SqliteStore::open_reader(o)?),
+            Backend::Postgres(url) => Box::new(PgStore::connect_reader(url)?),
+        })
+    }
+
+    /// For logs: the file, or the database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(o) => o.path.display().to_string(),
+            Backend::Postgres(url) => match url.split_once('@') {
+                // postgres://user:secret@host/db → postgres://host/db
+                Some((scheme_user, rest)) => {
+                    let scheme = scheme_user.split("://").next().unwrap_or("postgres");
+                    format!("{scheme}://{rest}")
+                }
+                None => url.clone(),
+            },
+        }
+    }
+}
 use crate::metrics::Metrics;
 
 /// One node's batch, owned (it crosses threads), for [`MergeGroup`].
@@ -99,9 +145,15 @@ pub struct AckAlert {
 /// Owns the writing connection; see the module docs.
 #[derive(Debug)]
 pub struct Writer {
-    store: Option<SqliteStore>,
-    opts: SqliteOptions,
+    store: Option<DynStore>,
+    backend: Backend,
     metrics: Metrics,
+}
+
+impl std::fmt::Debug for dyn MergeStore + Send {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MergeStore")
+    }
 }
 
 impl Actor for Writer {
@@ -112,35 +164,41 @@ impl Actor for Writer {
 /// there) into a one-thread `SyncArbiter`. Must be called inside a running
 /// actix `System`.
 pub fn start_writer(store: SqliteStore, metrics: Metrics) -> Addr<Writer> {
-    let opts = store.options().clone();
+    let backend = Backend::Sqlite(store.options().clone());
+    start_writer_on(backend, Box::new(store), metrics)
+}
+
+/// [`start_writer`] for any backend: `store` is its writing connection,
+/// opened (and migrated) by the caller with [`Backend::open_writer`].
+pub fn start_writer_on(backend: Backend, store: DynStore, metrics: Metrics) -> Addr<Writer> {
     // The factory runs on the arbiter's thread: first with the store opened
-    // by the caller, then (after a restart) reopening from the options.
+    // by the caller, then (after a restart) reopening from the backend.
     let first = Mutex::new(Some(store));
     SyncArbiter::start(1, move || {
         let store = first
             .lock()
             .ok()
             .and_then(|mut s| s.take())
-            .or_else(|| reopen(&opts, SqliteStore::open_with));
+            .or_else(|| reopen(&backend, Backend::open_writer));
         Writer {
             store,
-            opts: opts.clone(),
+            backend: backend.clone(),
             metrics: metrics.clone(),
         }
     })
 }
 
 fn reopen(
-    opts: &SqliteOptions,
-    open: fn(&SqliteOptions) -> Result<SqliteStore, MergeError>,
-) -> Option<SqliteStore> {
-    match open(opts) {
+    backend: &Backend,
+    open: fn(&Backend) -> Result<DynStore, MergeError>,
+) -> Option<DynStore> {
+    match open(backend) {
         Ok(s) => {
-            tracing::info!(path = %opts.path.display(), "store connection reopened");
+            tracing::info!(store = %backend.describe(), "store connection reopened");
             Some(s)
         }
         Err(e) => {
-            tracing::error!(path = %opts.path.display(), error = %e, "store connection cannot be reopened");
+            tracing::error!(store = %backend.describe(), error = %e, "store connection cannot be reopened");
             None
         }
     }
@@ -148,9 +206,9 @@ fn reopen(
 
 impl Writer {
     /// The store, reopening it if a previous open failed.
-    fn store(&mut self) -> Result<&mut SqliteStore, MergeError> {
+    fn store(&mut self) -> Result<&mut DynStore, MergeError> {
         if self.store.is_none() {
-            self.store = Some(SqliteStore::open_with(&self.opts)?);
+            self.store = Some(self.backend.open_writer()?);
         }
         self.store
             .as_mut()
@@ -249,8 +307,8 @@ impl Handler<AckAlert> for Writer {
 /// Owns one read-only connection; see the module docs.
 #[derive(Debug)]
 pub struct Reader {
-    store: Option<SqliteStore>,
-    opts: SqliteOptions,
+    store: Option<DynStore>,
+    backend: Backend,
 }
 
 impl Actor for Reader {
@@ -262,29 +320,34 @@ impl Actor for Reader {
 /// then starts one `SyncArbiter` thread per connection. Must be called
 /// inside a running actix `System`.
 pub fn start_readers(opts: &SqliteOptions, threads: usize) -> Result<Addr<Reader>, MergeError> {
+    start_readers_on(&Backend::Sqlite(opts.clone()), threads)
+}
+
+/// [`start_readers`] for any backend.
+pub fn start_readers_on(backend: &Backend, threads: usize) -> Result<Addr<Reader>, MergeError> {
     let threads = threads.max(1);
     let conns = (0..threads)
-        .map(|_| SqliteStore::open_reader(opts))
+        .map(|_| backend.open_reader())
         .collect::<Result<Vec<_>, _>>()?;
     let pool = Mutex::new(conns);
-    let opts = opts.clone();
+    let backend = backend.clone();
     Ok(SyncArbiter::start(threads, move || {
         let store = pool
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
-            .or_else(|| reopen(&opts, SqliteStore::open_reader));
+            .or_else(|| reopen(&backend, Backend::open_reader));
         Reader {
             store,
-            opts: opts.clone(),
+            backend: backend.clone(),
         }
     }))
 }
 
 impl Reader {
-    fn store(&mut self) -> Result<&SqliteStore, MergeError> {
+    fn store(&mut self) -> Result<&DynStore, MergeError> {
         if self.store.is_none() {
-            self.store = Some(SqliteStore::open_reader(&self.opts)?);
+            self.store = Some(self.backend.open_reader()?);
         }
         self.store
             .as_ref()

@@ -291,6 +291,9 @@ pub trait MergeStore {
     /// Every known node, by ascending node id.
     fn nodes(&self) -> Result<Vec<NodeRecord>, MergeError>;
 
+    /// Whether the database answers a query (`/readyz`).
+    fn probe(&self) -> Result<(), MergeError>;
+
     /// Every node's durable watermark, by node id: the argument of
     /// `HubSync::restore` after a restart.
     fn watermarks(&self) -> Result<Vec<(NodeId, u64)>, MergeError> {

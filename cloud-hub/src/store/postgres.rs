@@ -506,6 +506,11 @@ impl PgStore {
 }
 
 impl MergeStore for PgStore {
+    fn probe(&self) -> Result<(), MergeError> {
+        // The inherent method (path calls prefer it over the trait's).
+        PgStore::probe(self)
+    }
+
     fn apply_with(
         &mut self,
         node: NodeId,

@@ -511,6 +511,11 @@ fn resolution_of(i: i64) -> rusqlite::Result<Resolution> {
 }
 
 impl MergeStore for SqliteStore {
+    fn probe(&self) -> Result<(), MergeError> {
+        // The inherent method (path calls prefer it over the trait's).
+        SqliteStore::probe(self)
+    }
+
     fn apply_with(
         &mut self,
         node: NodeId,
