@@ -68,6 +68,7 @@ struct RawBroker {
     password: String,
     keep_alive: String,
     max_packet_bytes: usize,
+    shared_group: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -226,6 +227,14 @@ impl RawConfig {
             "broker.host must not be empty",
         );
         check(
+            !self.broker.shared_group.contains(['/', '+', '#']),
+            "broker.shared_group must not contain '/', '+' or '#'",
+        );
+        check(
+            self.broker.shared_group.is_empty() || self.store.backend == "postgres",
+            "broker.shared_group needs store.backend = \"postgres\" (replicas must share one store)",
+        );
+        check(
             self.sync.group_max_deltas > 0,
             "sync.group_max_deltas must be positive",
         );
@@ -315,6 +324,8 @@ impl RawConfig {
                 max_packet_bytes: self.broker.max_packet_bytes,
                 group_interval,
                 group_max_deltas: self.sync.group_max_deltas,
+                shared_group: (!self.broker.shared_group.is_empty())
+                    .then(|| self.broker.shared_group.clone()),
                 hub: HubConfig {
                     credit: (self.sync.credit_bytes > 0).then_some(self.sync.credit_bytes),
                     max_ranges: self.sync.max_ranges,
@@ -373,7 +384,9 @@ mod tests {
 
     #[test]
     fn the_postgres_backend_needs_a_url() {
-        let e = load("[store]\nbackend = \"postgres\"\n", &[]).unwrap_err().to_string();
+        let e = load("[store]\nbackend = \"postgres\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("store.url"), "{e}");
         let c = load(
             "[store]\nbackend = \"postgres\"\n",

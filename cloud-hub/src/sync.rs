@@ -44,7 +44,9 @@ use tributary_core::sync::{HubConfig, HubSync, MergeSink};
 
 use crate::api::Health;
 use crate::metrics::Metrics;
-use crate::store::actor::{InsertAlerts, MergeGroup, OwnedBatch, Watermarks, Writer};
+use crate::store::actor::{
+    InsertAlerts, MergeGroup, NodeWatermark, OwnedBatch, Watermarks, Writer,
+};
 use crate::store::{MergeError, MergeOutcome, Progress, validate_batch};
 
 /// Where the hub's MQTT client connects and how it merges.
@@ -68,6 +70,10 @@ pub struct SyncOptions {
     pub group_max_deltas: usize,
     /// Protocol limits (credit, out-of-order ranges remembered per node).
     pub hub: HubConfig,
+    /// MQTT shared-subscription group (`$share/{group}/…`): several hub
+    /// replicas sharing one store (PostgreSQL) split the nodes' messages
+    /// between them. `None`: this hub gets every message.
+    pub shared_group: Option<String>,
     /// Reconnect delays to the broker.
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
@@ -86,6 +92,7 @@ impl Default for SyncOptions {
             group_interval: Duration::from_millis(5),
             group_max_deltas: 256,
             hub: HubConfig::default(),
+            shared_group: None,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
         }
@@ -238,8 +245,9 @@ pub async fn run(
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     delay = sh.opts.reconnect_min;
+                    let share = sh.opts.shared_group.as_ref().map_or(String::new(), |g| format!("$share/{g}/"));
                     let filters = ["hello", "delta", "alert"]
-                        .map(|k| SubscribeFilter::new(format!("tributary/v1/+/{k}"), QoS::AtLeastOnce));
+                        .map(|k| SubscribeFilter::new(format!("{share}tributary/v1/+/{k}"), QoS::AtLeastOnce));
                     if let Err(e) = sh.client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "hub subscribe request failed");
                     }
@@ -346,6 +354,19 @@ impl Shell {
             .get_or_create(&[("kind", label)])
             .inc();
         let now = now_ms();
+        if self.opts.shared_group.is_some() {
+            // Other replicas merge part of this node's stream: learn what
+            // they made durable before answering a Hello (its Resume) or
+            // a delta beyond this hub's own watermark (its Ack).
+            let behind = match &msg {
+                Message::Hello(_) => true,
+                Message::Delta(d) => d.from > self.hub.watermark(node),
+                _ => false,
+            };
+            if behind {
+                self.refresh_watermark(node).await;
+            }
+        }
         match msg {
             Message::Alert(a) => self.alert(node, a, now).await,
             Message::Delta(d) => {
@@ -386,6 +407,14 @@ impl Shell {
                 }
                 Err(e) => self.reject(e.reason(), topic),
             },
+        }
+    }
+
+    async fn refresh_watermark(&mut self, node: NodeId) {
+        match self.writer.send(NodeWatermark(node)).await {
+            Ok(Ok(w)) => self.hub.observe_durable(node, w),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading a node's durable watermark failed"),
+            Err(_) => tracing::warn!("store writer unreachable"),
         }
     }
 

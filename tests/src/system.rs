@@ -68,37 +68,64 @@ impl Hub {
     /// Starts a hub with its data in `dir` and waits until `/readyz` says
     /// ready (store open, MQTT subscribed).
     pub fn start(dir: &Path, logs: &Path, broker: HubBroker) -> Hub {
-        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        Self::start_on(dir, logs, broker, http)
-    }
-
-    fn start_on(dir: &Path, logs: &Path, broker: HubBroker, http: SocketAddr) -> Hub {
-        std::fs::create_dir_all(dir).unwrap();
-        let cfg = dir.join("hub.toml");
         let broker_cfg = match broker {
-            HubBroker::External(port) => {
-                format!(
-                    "[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive = \"2s\"\n"
-                )
-            }
+            HubBroker::External(port) => format!(
+                "[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive = \"2s\"\n"
+            ),
             HubBroker::Embedded(port) => {
                 format!("[broker]\nmode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n")
             }
         };
+        Self::configure_and_launch("hub", dir, logs, broker, &broker_cfg)
+    }
+
+    /// One of several hub replicas: an external broker at `broker_port`,
+    /// the PostgreSQL store at `postgres_url`, the MQTT shared-subscription
+    /// group `group`, and its own client id and log (`name`).
+    pub fn start_replica(
+        name: &str,
+        dir: &Path,
+        logs: &Path,
+        broker_port: u16,
+        postgres_url: &str,
+        group: &str,
+    ) -> Hub {
+        let cfg = format!(
+            "[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {broker_port}\n\
+             keep_alive = \"2s\"\nclient_id = \"{name}\"\nshared_group = \"{group}\"\n\
+             [store]\nbackend = \"postgres\"\nurl = \"{postgres_url}\"\n"
+        );
+        Self::configure_and_launch(name, dir, logs, HubBroker::External(broker_port), &cfg)
+    }
+
+    fn configure_and_launch(
+        name: &str,
+        dir: &Path,
+        logs: &Path,
+        broker: HubBroker,
+        sections: &str,
+    ) -> Hub {
+        std::fs::create_dir_all(dir).unwrap();
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         std::fs::write(
-            &cfg,
+            dir.join("hub.toml"),
             format!(
-                "[hub]\ndata_dir = \"{}\"\n[http]\nlisten = \"{http}\"\n{broker_cfg}\
+                "[hub]\ndata_dir = \"{}\"\n[http]\nlisten = \"{http}\"\n{sections}\
                  [log]\nfilter = \"info,rumqttd=warn\"\n",
                 dir.join("data").display()
             ),
         )
         .unwrap();
+        Self::launch(name, dir, logs, broker, http)
+    }
+
+    /// Runs the hub configured in `dir/hub.toml` and waits for `/readyz`.
+    fn launch(name: &str, dir: &Path, logs: &Path, broker: HubBroker, http: SocketAddr) -> Hub {
         let guard = ChildGuard::spawn_logged(
-            "hub",
+            name,
             Command::new(bin("tributary-hub"))
                 .args(["run", "--config"])
-                .arg(&cfg),
+                .arg(dir.join("hub.toml")),
             logs,
         )
         .expect("spawn tributary-hub");
@@ -123,7 +150,8 @@ impl Hub {
     /// SIGKILL, then start again on the same data, ports and config.
     pub fn kill9_and_restart(&mut self) {
         self.guard.kill9().expect("kill -9 the hub");
-        let again = Hub::start_on(&self.dir, &self.logs, self.broker, self.http);
+        let name = self.guard.name().to_owned();
+        let again = Hub::launch(&name, &self.dir, &self.logs, self.broker, self.http);
         *self = again;
     }
 
@@ -145,7 +173,8 @@ impl Hub {
 
     /// Starts the (stopped) hub again on the same data, ports and config.
     pub fn restart(&mut self) {
-        let again = Hub::start_on(&self.dir, &self.logs, self.broker, self.http);
+        let name = self.guard.name().to_owned();
+        let again = Hub::launch(&name, &self.dir, &self.logs, self.broker, self.http);
         *self = again;
     }
 

@@ -293,3 +293,75 @@ fn a_hub_restored_from_an_old_backup_gets_the_lost_range_again() {
         s.readings()
     );
 }
+
+/// Entries a hub merged itself (its `/metrics`), stale or applied.
+fn merged_by(hub: &Hub) -> u64 {
+    let text = tributary_testkit::http::get(hub.http, "/metrics")
+        .unwrap()
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with("tributary_hub_merge_entries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn two_hubs_sharing_postgres_split_the_stream_and_hold_exactly_what_the_gateways_computed() {
+    let Some(broker) = mosquitto() else { return };
+    let pg = match tributary_testkit::Postgres::start() {
+        Ok(Some(pg)) => pg,
+        Ok(None) => {
+            eprintln!("skipped: PostgreSQL is not installed");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    // Two replicas, one database, one shared-subscription group: Mosquitto
+    // hands each message of a node's stream to one of them.
+    let hubs = ["hub-a", "hub-b"].map(|name| {
+        Hub::start_replica(
+            name,
+            &tmp.path().join(name),
+            &logs,
+            broker.port(),
+            &pg.url(),
+            "hubs",
+        )
+    });
+    let proxy = FaultProxy::start(broker.addr()).unwrap();
+    let sims = [sim(41, 3, 20.0, 300), sim(42, 3, 20.0, 300)];
+    let edges: Vec<Edge> = sims
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Edge::start(
+                &format!("edge{i}"),
+                &tmp.path().join(format!("edge{i}")),
+                &logs,
+                proxy.port(),
+                *s,
+                "max_batch_bytes = 2048\nwindow = 4\nfinest_resolution = \"1s\"\n",
+            )
+        })
+        .collect();
+    // Dropped connections: re-sent batches land on either replica.
+    for _ in 0..3 {
+        pause(Duration::from_secs(3));
+        proxy.drop_connections();
+    }
+    let refs: Vec<&Edge> = edges.iter().collect();
+    let expected: Vec<Option<u64>> = sims.iter().map(|s| Some(s.readings())).collect();
+    wait_converged(&hubs[0], &refs, &expected, Duration::from_secs(120));
+    // Both replicas serve the same, exact answer from the shared store.
+    for hub in &hubs {
+        let total = assert_converged(hub, &refs, &system::RESOLUTIONS);
+        assert_eq!(total, sims.iter().map(Sim::readings).sum::<u64>());
+    }
+    let (a, b) = (merged_by(&hubs[0]), merged_by(&hubs[1]));
+    assert!(
+        a > 0 && b > 0,
+        "both replicas merged part of the stream: {a} and {b} entries"
+    );
+}

@@ -47,12 +47,22 @@ pub enum Backend {
 /// A store behind the trait: the actors do not care which backend.
 pub type DynStore = Box<dyn MergeStore + Send>;
 
+/// Runs `f` on a thread of its own: the `postgres` client blocks on a
+/// runtime of its own, which tokio refuses inside another runtime (the
+/// daemon opens its first connections from its async start-up).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 impl Backend {
     /// The writing connection, migrating the schema.
     pub fn open_writer(&self) -> Result<DynStore, MergeError> {
         Ok(match self {
             Backend::Sqlite(o) => Box::new(SqliteStore::open_with(o)?),
-            Backend::Postgres(url) => Box::new(PgStore::connect(url)?),
+            Backend::Postgres(url) => Box::new(off_runtime(|| PgStore::connect(url))?),
         })
     }
 
@@ -60,7 +70,7 @@ impl Backend {
     pub fn open_reader(&self) -> Result<DynStore, MergeError> {
         Ok(match self {
             Backend::Sqlite(o) => Box::new(SqliteStore::open_reader(o)?),
-            Backend::Postgres(url) => Box::new(PgStore::connect_reader(url)?),
+            Backend::Postgres(url) => Box::new(off_runtime(|| PgStore::connect_reader(url))?),
         })
     }
 
@@ -128,6 +138,25 @@ pub struct Touch {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<(NodeId, u64)>, MergeError>")]
 pub struct Watermarks;
+
+/// One node's durable watermark (0 if unknown): what another hub replica
+/// sharing the store has merged.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, MergeError>")]
+pub struct NodeWatermark(pub NodeId);
+
+impl Handler<NodeWatermark> for Writer {
+    type Result = Result<u64, MergeError>;
+
+    fn handle(&mut self, msg: NodeWatermark, _: &mut SyncContext<Self>) -> Self::Result {
+        Ok(self
+            .store()?
+            .watermarks()?
+            .into_iter()
+            .find(|(n, _)| *n == msg.0)
+            .map_or(0, |(_, w)| w))
+    }
+}
 
 /// Acknowledges an alert ([`MergeStore::ack_alert`]): `false` if there is
 /// no such alert.

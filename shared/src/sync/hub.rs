@@ -128,6 +128,20 @@ impl HubSync {
         self.nodes.iter().map(|(n, p)| (*n, p.watermark))
     }
 
+    /// Another replica sharing the store has durably merged everything of
+    /// `node` up to `durable` (read back from the store): raise this hub's
+    /// watermark to it, jumping over ranges it holds above. Never lowers
+    /// it. Lets hubs that split one node's stream (MQTT shared
+    /// subscriptions) acknowledge each other's work instead of waiting for
+    /// retransmissions to land on the right replica.
+    pub fn observe_durable(&mut self, node: NodeId, durable: u64) {
+        let max_ranges = self.cfg.max_ranges;
+        self.nodes
+            .entry(node)
+            .or_default()
+            .absorb(0, durable, max_ranges);
+    }
+
     /// When a message of `node` was last accepted, in the caller's ms.
     pub fn last_seen_ms(&self, node: NodeId) -> Option<u64> {
         self.nodes.get(&node).map(|p| p.last_seen_ms)
@@ -360,6 +374,21 @@ mod tests {
         );
         assert!(s.is_empty());
         assert_eq!(h.watermark(N), 0);
+    }
+
+    #[test]
+    fn a_durable_watermark_from_another_replica_is_joined_with_held_ranges() {
+        let mut h = HubSync::new(HubConfig::default());
+        let mut s = AggregateState::new();
+        // This replica got (0,2] and (5,7]; another merged (2,5].
+        h.on_message(N, delta(N, 0, 2), 0, &mut s).unwrap();
+        h.on_message(N, delta(N, 5, 7), 0, &mut s).unwrap();
+        assert_eq!(h.watermark(N), 2);
+        h.observe_durable(N, 5);
+        assert_eq!(h.watermark(N), 7);
+        // Never lowers.
+        h.observe_durable(N, 3);
+        assert_eq!(h.watermark(N), 7);
     }
 
     #[test]
