@@ -7,14 +7,14 @@
 //! - [`sync`]: the sync shell — node deltas from MQTT, validated, merged in
 //!   grouped durable transactions, answered (`Resume`/`Ack`) only after the
 //!   commit; alerts stored idempotently.
-//! - [`store`]: the idempotent merge store ([`store::MergeStore`], SQLite
-//!   backend, writer and reader actors).
+//! - [`store`]: the idempotent merge store ([`store::MergeStore`]; SQLite
+//!   by default, PostgreSQL for several hub replicas; writer and reader
+//!   actors).
 //! - [`api`]: `/api/v1` with its OpenAPI document, health and metrics;
 //!   [`dashboard`]: the page served at `/`.
 //! - [`daemon`]: starts and stops all of it (`tributary-hub run`).
 //!
-//! Not yet (issue #5): PostgreSQL and several hub replicas, per-node
-//! credentials and API tokens, TLS.
+//! Not yet (issue #5): per-node credentials and API tokens, TLS.
 #![warn(missing_docs)]
 
 pub mod api;
