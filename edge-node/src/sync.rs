@@ -349,6 +349,10 @@ pub async fn run(
                     agent.step(SyncEvent::Tick).await;
                     agent.alerts_tick().await;
                     agent.heartbeat();
+                } else {
+                    // Offline: nothing to send, but the status keeps
+                    // showing how far behind the hub is.
+                    agent.step(SyncEvent::Tick).await;
                 }
             }
             event = eventloop.poll() => match event {

@@ -319,6 +319,7 @@ impl Edge {
                  [log]\nfilter = \"info\"\n{simulator}\
                  [uplink]\nport = {mqtt_port}\nkeep_alive = \"1s\"\ntick = \"50ms\"\n\
                  retransmit_after = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+                 breaker_open = \"1s\"\n\
                  heartbeat = \"2s\"\n{extra}\n",
                 data = dir.join("data").display(),
             ),
