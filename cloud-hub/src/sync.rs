@@ -21,7 +21,8 @@
 //! {kind}`, an undecodable payload (the decoder's reason), a message whose
 //! node differs from the topic's (`wrong_node`) or whose type does not
 //! belong on the topic (`wrong_topic`), a delta that fails the store's
-//! limits (the store's reason), and messages a hub never receives.
+//! limits (the store's reason), an alert stamped more than 5 minutes ahead
+//! of the hub's clock (`future_hlc`), and messages a hub never receives.
 //!
 //! Sessions are clean and nothing depends on the broker keeping state: a
 //! hub that restarts rebuilds [`HubSync`] from the store's watermarks, and
@@ -123,6 +124,10 @@ fn parse_topic(topic: &str) -> Option<(NodeId, TopicKind)> {
     };
     Some((node, kind))
 }
+
+/// How far ahead of the hub's clock an alert's HLC may be (5 min, the
+/// gateways' own tolerance for readings).
+const MAX_ALERT_FUTURE_MS: u64 = 5 * 60_000;
 
 /// The topic the hub answers `node` on.
 pub fn ack_topic(node: NodeId) -> String {
@@ -493,6 +498,13 @@ impl Shell {
 
     async fn alert(&mut self, node: NodeId, alert: v1::Alert, now: u64) {
         let hlc = alert.hlc;
+        // A node's clock may run a little ahead; an alert stamped far in
+        // the future would sort above every real one for as long as it is
+        // stored (alerts are listed newest first), so it is refused.
+        if hlc.physical_ms() > now.saturating_add(MAX_ALERT_FUTURE_MS) {
+            self.reject("future_hlc", "alert");
+            return;
+        }
         match self
             .writer
             .send(InsertAlerts {

@@ -1,7 +1,7 @@
 //! A real `tributary-hub` (embedded broker) fed hostile MQTT messages by a
 //! raw client: garbage bytes, a message naming another node than its topic,
 //! a message on the wrong topic, a topic outside the scheme, an oversized
-//! version. Each is refused with its reason counted in
+//! version, an alert from a clock a year ahead. Each is refused with its reason counted in
 //! `tributary_hub_sync_rejected_total`, nothing of it is merged, and the hub
 //! keeps serving: a well-formed `Hello` afterwards still gets its `Resume`.
 
@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use tributary_core::codec::v1::{self, Delta, Hello, Message};
+use tributary_core::codec::v1::{self, Alert, Delta, DetectorKind, Hello, Message};
 use tributary_core::crdt::aggregate::{Entry, Key};
+use tributary_core::hlc::Hlc;
 use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
 use tributary_testkit::{free_port, http::get, poll_for};
@@ -36,6 +37,25 @@ fn delta(node: NodeId, version: u64) -> Message {
         version,
         [(key, entry)],
     ))
+}
+
+fn future_alert() -> Message {
+    let year_ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 365 * 86_400_000;
+    let t = Timestamp(year_ahead);
+    Message::Alert(Alert {
+        node: VICTIM,
+        sensor: SensorId(5),
+        hlc: Hlc::new(year_ahead, 0).unwrap(),
+        at: t,
+        value: 99.0,
+        score: 0.99,
+        detector: DetectorKind::Ensemble,
+        window: Summary::of(t, 99.0).unwrap(),
+    })
 }
 
 /// `tributary_hub_sync_rejected_total` by reason.
@@ -78,7 +98,7 @@ fn hostile_messages_are_refused_counted_and_the_hub_keeps_serving() {
         }
     });
     let on = |kind: &str| format!("tributary/v1/{VICTIM}/{kind}");
-    let sends: [(String, Vec<u8>); 5] = [
+    let sends: [(String, Vec<u8>); 6] = [
         // Not CBOR of any message.
         (on("delta"), b"\x01\xff\xfe garbage".to_vec()),
         // Another node's entries on the victim's topic.
@@ -99,6 +119,8 @@ fn hostile_messages_are_refused_counted_and_the_hub_keeps_serving() {
             "tributary/v1/not-a-node/delta".into(),
             v1::encode(&delta(VICTIM, 5)),
         ),
+        // An alert from a clock a year ahead.
+        (on("alert"), v1::encode(&future_alert())),
     ];
     for (topic, payload) in sends {
         client
@@ -110,10 +132,11 @@ fn hostile_messages_are_refused_counted_and_the_hub_keeps_serving() {
         "wrong_topic",
         "version_out_of_range",
         "bad_topic",
+        "future_hlc",
     ];
     let counted = poll_for(Duration::from_secs(30), || {
         let r = rejected(&hub);
-        (want.iter().all(|w| r.get(*w).copied().unwrap_or(0) >= 1) && r.values().sum::<u64>() >= 5)
+        (want.iter().all(|w| r.get(*w).copied().unwrap_or(0) >= 1) && r.values().sum::<u64>() >= 6)
             .then_some(r)
     });
     let counted =
