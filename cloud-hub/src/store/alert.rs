@@ -139,6 +139,35 @@ pub struct SensorRecord {
     pub newest: Timestamp,
 }
 
+impl SensorRecord {
+    /// Folds `(sensor, node, newest)` rows of the sensor directory, ordered
+    /// by sensor, into one record per sensor with its nodes in id order.
+    /// Both backends read the same table shape and fold it here.
+    pub(crate) fn fold(
+        rows: impl IntoIterator<Item = (SensorId, NodeId, Timestamp)>,
+    ) -> Vec<SensorRecord> {
+        let mut out: Vec<SensorRecord> = Vec::new();
+        for (sensor, node, newest) in rows {
+            match out.last_mut() {
+                Some(rec) if rec.sensor == sensor => {
+                    rec.nodes.push(node);
+                    rec.newest = rec.newest.max(newest);
+                }
+                _ => out.push(SensorRecord {
+                    sensor,
+                    nodes: vec![node],
+                    newest,
+                }),
+            }
+        }
+        for rec in &mut out {
+            // Stored as i64 bits: the SQL order is not the id order.
+            rec.nodes.sort_unstable();
+        }
+        out
+    }
+}
+
 /// Checks an alert batch from `node` (reasons: `wrong_node`, `Alert::validate`'s
 /// `score_out_of_range`, `value_not_finite`, `Summary::validate`'s for the
 /// window, `time_out_of_range` for an event time above `i64::MAX`); the first

@@ -238,26 +238,15 @@ pub(super) fn sensor_records(
             .query(&c.stmts.alerts.sensors_one, &[&i64::from(s.0)])?,
         None => c.client.query(&c.stmts.alerts.sensors_all, &[])?,
     };
-    let mut out: Vec<SensorRecord> = Vec::new();
-    for r in &rows {
-        let sensor = sensor_of(r.try_get(0)?)?;
-        let node = NodeId(from_sql(r.try_get(1)?));
-        let newest = Timestamp(from_sql(r.try_get(2)?));
-        match out.last_mut() {
-            Some(rec) if rec.sensor == sensor => {
-                rec.nodes.push(node);
-                rec.newest = rec.newest.max(newest);
-            }
-            _ => out.push(SensorRecord {
-                sensor,
-                nodes: vec![node],
-                newest,
-            }),
-        }
-    }
-    for rec in &mut out {
-        // Stored as i64 bits: the SQL order is not the id order.
-        rec.nodes.sort_unstable();
-    }
-    Ok(out)
+    let read = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                sensor_of(r.try_get(0)?)?,
+                NodeId(from_sql(r.try_get(1)?)),
+                Timestamp(from_sql(r.try_get(2)?)),
+            ))
+        })
+        .collect::<Result<Vec<_>, MergeError>>()?;
+    Ok(SensorRecord::fold(read))
 }

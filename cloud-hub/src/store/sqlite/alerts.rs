@@ -219,28 +219,15 @@ impl SqliteStore {
                 stmt.query([])?
             }
         };
-        let mut out: Vec<SensorRecord> = Vec::new();
+        let mut read = Vec::new();
         let mut rows = rows;
         while let Some(r) = rows.next()? {
-            let sensor = SensorId(r.get(0)?);
-            let node = NodeId(from_sql(r.get(1)?));
-            let newest = Timestamp(from_sql(r.get(2)?));
-            match out.last_mut() {
-                Some(rec) if rec.sensor == sensor => {
-                    rec.nodes.push(node);
-                    rec.newest = rec.newest.max(newest);
-                }
-                _ => out.push(SensorRecord {
-                    sensor,
-                    nodes: vec![node],
-                    newest,
-                }),
-            }
+            read.push((
+                SensorId(r.get(0)?),
+                NodeId(from_sql(r.get(1)?)),
+                Timestamp(from_sql(r.get(2)?)),
+            ));
         }
-        for rec in &mut out {
-            // Stored as i64 bits: the SQL order is not the id order.
-            rec.nodes.sort_unstable();
-        }
-        Ok(out)
+        Ok(SensorRecord::fold(read))
     }
 }
