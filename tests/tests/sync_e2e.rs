@@ -39,6 +39,24 @@ fn sim(seed: u64, sensors: u32, rate_hz: f64, ticks: u64) -> Sim {
     }
 }
 
+/// One gateway per simulator (`edge0`, `edge1`, …) under `dir`, its uplink
+/// to `port` with `uplink` added to its `[uplink]` section.
+fn start_edges(
+    dir: &std::path::Path,
+    logs: &std::path::Path,
+    port: u16,
+    sims: &[Sim],
+    uplink: &str,
+) -> Vec<Edge> {
+    sims.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let name = format!("edge{i}");
+            Edge::start(&name, &dir.join(&name), logs, port, *s, uplink)
+        })
+        .collect()
+}
+
 /// Lets the faults act while the simulators are still producing.
 fn pause(d: Duration) {
     std::thread::sleep(d);
@@ -61,20 +79,13 @@ fn gateways_converge_exactly_through_drops_partitions_stalls_and_throttling() {
         sim(3, 2, 20.0, 300),
     ];
     // Small deltas: many messages in flight, so faults hit mid-batch.
-    let edges: Vec<Edge> = sims
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Edge::start(
-                &format!("edge{i}"),
-                &tmp.path().join(format!("edge{i}")),
-                &logs,
-                proxy.port(),
-                *s,
-                "max_batch_bytes = 2048\nwindow = 2\nfinest_resolution = \"1s\"\n",
-            )
-        })
-        .collect();
+    let edges = start_edges(
+        tmp.path(),
+        &logs,
+        proxy.port(),
+        &sims,
+        "max_batch_bytes = 2048\nwindow = 2\nfinest_resolution = \"1s\"\n",
+    );
 
     // ~15 s of readings; faults during them.
     pause(Duration::from_secs(2));
@@ -117,22 +128,15 @@ fn kill9_of_a_gateway_mid_sync_and_of_the_hub_mid_merge_still_converges_exactly(
     let logs = tmp.path().join("logs");
     // The gateways build a backlog while no hub is running.
     let sims = [sim(11, 5, 50.0, 400), sim(12, 5, 50.0, 400)];
-    let mut edges: Vec<Edge> = sims
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Edge::start(
-                &format!("edge{i}"),
-                &tmp.path().join(format!("edge{i}")),
-                &logs,
-                broker.port(),
-                *s,
-                // Tiny deltas of every resolution: the catch-up takes
-                // many round trips.
-                "max_batch_bytes = 1024\nwindow = 1\nfinest_resolution = \"1s\"\n",
-            )
-        })
-        .collect();
+    // Tiny deltas of every resolution: the catch-up takes
+    // many round trips.
+    let mut edges = start_edges(
+        tmp.path(),
+        &logs,
+        broker.port(),
+        &sims,
+        "max_batch_bytes = 1024\nwindow = 1\nfinest_resolution = \"1s\"\n",
+    );
     let done = tributary_testkit::wait_until(Duration::from_secs(60), "simulators done", || {
         edges
             .iter()
@@ -332,20 +336,13 @@ fn two_hubs_sharing_postgres_split_the_stream_and_hold_exactly_what_the_gateways
     });
     let proxy = FaultProxy::start(broker.addr()).unwrap();
     let sims = [sim(41, 3, 20.0, 300), sim(42, 3, 20.0, 300)];
-    let edges: Vec<Edge> = sims
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Edge::start(
-                &format!("edge{i}"),
-                &tmp.path().join(format!("edge{i}")),
-                &logs,
-                proxy.port(),
-                *s,
-                "max_batch_bytes = 2048\nwindow = 4\nfinest_resolution = \"1s\"\n",
-            )
-        })
-        .collect();
+    let edges = start_edges(
+        tmp.path(),
+        &logs,
+        proxy.port(),
+        &sims,
+        "max_batch_bytes = 2048\nwindow = 4\nfinest_resolution = \"1s\"\n",
+    );
     // Dropped connections: re-sent batches land on either replica.
     for _ in 0..3 {
         pause(Duration::from_secs(3));
