@@ -329,6 +329,7 @@ impl RawConfig {
                 hub: HubConfig {
                     credit: (self.sync.credit_bytes > 0).then_some(self.sync.credit_bytes),
                     max_ranges: self.sync.max_ranges,
+                    ..HubConfig::default()
                 },
                 ..SyncOptions::default()
             },

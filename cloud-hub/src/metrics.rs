@@ -32,6 +32,10 @@ pub struct Metrics {
     /// (`tributary_hub_sync_rejected_total{reason}`): undecodable payloads,
     /// a topic naming another node, invalid deltas, unexpected kinds.
     pub sync_rejected: Family<Label1, Counter>,
+    /// Anti-entropy cells whose hash differed from a node's digest, asked
+    /// to be re-sent (`tributary_hub_sync_repair_requests_total`): data the
+    /// store had acknowledged and no longer holds.
+    pub repair_requests: Counter,
     /// Delta entries merged, by outcome
     /// (`tributary_hub_merge_entries_total{outcome="applied|stale"}`).
     pub merge_entries: Family<Label1, Counter>,
@@ -81,6 +85,7 @@ impl Metrics {
             registry: Arc::default(),
             sync_messages: Family::default(),
             sync_rejected: Family::default(),
+            repair_requests: Counter::default(),
             merge_entries: Family::default(),
             merge_commit_seconds: seconds_histogram(),
             // 1 .. 4096 deltas per transaction.
@@ -104,6 +109,11 @@ impl Metrics {
             "sync_rejected",
             "Sync messages refused, by reason",
             m.sync_rejected.clone(),
+        );
+        r.register(
+            "sync_repair_requests",
+            "Anti-entropy cells asked to be re-sent (data the store lost)",
+            m.repair_requests.clone(),
         );
         r.register(
             "merge_entries",

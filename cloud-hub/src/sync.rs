@@ -28,7 +28,7 @@
 //! hub that restarts rebuilds [`HubSync`] from the store's watermarks, and
 //! nodes say `Hello` again when their session breaks.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,12 +41,13 @@ use tokio::sync::watch;
 use tributary_core::codec::v1::{self, Delta, Message};
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::NodeId;
+use tributary_core::sync::digest::Cell;
 use tributary_core::sync::{HubConfig, HubSync, MergeSink};
 
 use crate::api::Health;
 use crate::metrics::Metrics;
 use crate::store::actor::{
-    InsertAlerts, MergeGroup, NodeWatermark, OwnedBatch, Watermarks, Writer,
+    CellHashes, InsertAlerts, MergeGroup, NodeWatermark, OwnedBatch, Watermarks, Writer,
 };
 use crate::store::{MergeError, MergeOutcome, Progress, validate_batch};
 
@@ -134,13 +135,18 @@ pub fn ack_topic(node: NodeId) -> String {
     format!("tributary/v1/{node}/ack")
 }
 
-/// Collects the entries of the deltas `HubSync` accepts, for one commit.
+/// Collects the entries of the deltas `HubSync` accepts, for one commit,
+/// and answers a `Hello`'s digest from hashes read from the store first.
 #[derive(Default)]
-struct Collect(Vec<(Key, Entry)>);
+struct Collect(Vec<(Key, Entry)>, HashMap<Cell, u64>);
 
 impl MergeSink for Collect {
     fn join_delta(&mut self, _node: NodeId, d: &Delta) {
         self.0.extend(d.entries());
+    }
+
+    fn cell_hash(&self, _node: NodeId, cell: Cell) -> Option<u64> {
+        self.1.get(&cell).copied()
     }
 }
 
@@ -396,11 +402,23 @@ impl Shell {
                     Err(e) => self.reject(e.reason(), topic),
                 }
             }
-            hello => match self
-                .hub
-                .on_message(node, hello, now, &mut Collect::default())
-            {
+            hello => match self.hub.on_message(
+                node,
+                hello.clone(),
+                now,
+                &mut self.digest_hashes(node, &hello).await,
+            ) {
                 Ok(answers) => {
+                    let repairs = answers.iter().map(|m| match m {
+                        Message::Resume(r) => r.repair.as_ref().map_or(0, Vec::len),
+                        _ => 0,
+                    });
+                    let repairs: usize = repairs.sum();
+                    if repairs > 0 {
+                        self.metrics.repair_requests.inc_by(repairs as u64);
+                        tracing::warn!(%node, cells = repairs,
+                            "the store lacks data it acknowledged: asking the node to re-send");
+                    }
                     // The Resume names the watermark: it waits for the
                     // commit of anything that advanced it. "Last seen"
                     // rides along in the same transaction.
@@ -413,6 +431,42 @@ impl Shell {
                 Err(e) => self.reject(e.reason(), topic),
             },
         }
+    }
+
+    /// The store's hashes of the cells in `hello`'s digest (none if it has
+    /// none, or the store cannot be read: the cells are then not compared,
+    /// and the node offers them again on a later round).
+    async fn digest_hashes(&self, node: NodeId, hello: &Message) -> Collect {
+        let mut sink = Collect::default();
+        let Message::Hello(h) = hello else {
+            return sink;
+        };
+        let cells: Vec<Cell> = h
+            .digest
+            .iter()
+            .flatten()
+            .take(self.opts.hub.max_digest_cells)
+            .map(|d| Cell {
+                day: d.day,
+                sensor: d.sensor,
+            })
+            .collect();
+        if cells.is_empty() {
+            return sink;
+        }
+        match self
+            .writer
+            .send(CellHashes {
+                node,
+                cells: cells.clone(),
+            })
+            .await
+        {
+            Ok(Ok(hashes)) => sink.1 = cells.into_iter().zip(hashes).collect(),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading anti-entropy hashes failed"),
+            Err(_) => tracing::warn!("store writer unreachable"),
+        }
+        sink
     }
 
     async fn refresh_watermark(&mut self, node: NodeId) {

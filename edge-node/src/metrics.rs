@@ -90,6 +90,9 @@ pub struct Metrics {
     /// Messages from the hub refused, by reason
     /// (`tributary_sync_rejected_total{reason}`).
     pub sync_rejected: Family<Label1, Counter>,
+    /// Anti-entropy cells the hub asked to repair, re-sent
+    /// (`tributary_sync_repaired_cells_total`).
+    pub sync_repaired_cells: Counter,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -128,6 +131,7 @@ impl Metrics {
             sync_published: Family::default(),
             sync_received: Family::default(),
             sync_rejected: Family::default(),
+            sync_repaired_cells: Counter::default(),
         };
         m.uplink_state.set(-1);
         let mut r = Registry::with_prefix("tributary");
@@ -242,6 +246,11 @@ impl Metrics {
             "sync_received",
             "Sync messages received from the hub, by kind",
             m.sync_received.clone(),
+        );
+        r.register(
+            "sync_repaired_cells",
+            "Anti-entropy cells the hub asked to repair, re-sent",
+            m.sync_repaired_cells.clone(),
         );
         r.register(
             "sync_rejected",

@@ -81,6 +81,15 @@ pub struct UplinkOptions {
     /// answer doubles as an ack.
     #[serde(with = "duration_str")]
     pub heartbeat: Duration,
+    /// How often a session offers the hub an anti-entropy digest (a
+    /// `Hello` with the next `digest_cells` cells of the node's history;
+    /// docs/protocol.md, "Anti-entropy"), so a hub that lost rows it had
+    /// acknowledged gets them again.
+    #[serde(with = "duration_str")]
+    pub digest_interval: Duration,
+    /// Cells (sensor × day) per digest; 0 turns anti-entropy off. At most
+    /// the hub's limit (256).
+    pub digest_cells: usize,
     /// Cap of the first reconnect delay (full jitter below it).
     #[serde(with = "duration_str")]
     pub backoff_initial: Duration,
@@ -114,6 +123,8 @@ impl Default for UplinkOptions {
             retransmit_after: Duration::from_millis(node.retransmit_after_ms),
             tick: Duration::from_millis(250),
             heartbeat: Duration::from_secs(20),
+            digest_interval: Duration::from_secs(60),
+            digest_cells: node.digest_cells,
             backoff_initial: Duration::from_millis(link.initial_ms),
             backoff_max: Duration::from_millis(link.max_ms),
             backoff_multiplier: link.multiplier,
@@ -153,8 +164,17 @@ impl UplinkOptions {
         if self.max_batch_entries == 0 || self.window == 0 {
             p.push("max_batch_entries and window must be at least 1".to_owned());
         }
-        if self.retransmit_after.is_zero() || self.tick.is_zero() || self.heartbeat.is_zero() {
-            p.push("retransmit_after, tick and heartbeat must be above 0".to_owned());
+        if self.retransmit_after.is_zero()
+            || self.tick.is_zero()
+            || self.heartbeat.is_zero()
+            || self.digest_interval.is_zero()
+        {
+            p.push(
+                "retransmit_after, tick, heartbeat and digest_interval must be above 0".to_owned(),
+            );
+        }
+        if self.digest_cells > 256 {
+            p.push("digest_cells must be at most 256 (the hub compares no more)".to_owned());
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             p.push("need 0 < backoff_initial <= backoff_max".to_owned());
@@ -179,6 +199,7 @@ impl UplinkOptions {
             max_batch_entries: self.max_batch_entries,
             window: self.window,
             retransmit_after_ms: ms(self.retransmit_after),
+            digest_cells: self.digest_cells,
         }
     }
 
@@ -286,6 +307,8 @@ struct Agent {
     unsent: VecDeque<(String, Vec<u8>)>,
     /// When anything was last published (for the heartbeat).
     last_publish_ms: u64,
+    /// When the last anti-entropy round started.
+    last_digest_ms: u64,
     /// The node's highest version, as last reported by the store.
     version_high: u64,
 }
@@ -328,6 +351,7 @@ pub async fn run(
         lost_session: false,
         unsent: VecDeque::new(),
         last_publish_ms: 0,
+        last_digest_ms: now(),
         version_high: 0,
     };
     agent.status.update(|s| s.broker = broker.clone());
@@ -349,6 +373,7 @@ pub async fn run(
                     agent.step(SyncEvent::Tick).await;
                     agent.alerts_tick().await;
                     agent.heartbeat();
+                    agent.digest().await;
                 } else {
                     // Offline: nothing to send, but the status keeps
                     // showing how far behind the hub is.
@@ -449,6 +474,11 @@ impl Agent {
                 return None;
             }
         };
+        if out.repaired.0 > 0 {
+            self.metrics
+                .sync_repaired_cells
+                .inc_by(out.repaired.0 as u64);
+        }
         if let Some(e) = &out.refused {
             self.metrics
                 .sync_rejected
@@ -543,6 +573,19 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// An anti-entropy round every `digest_interval` (the first one a full
+    /// interval after start-up: a session's first `Hello` carries one).
+    async fn digest(&mut self) {
+        let t = now();
+        if self.opts.digest_cells == 0
+            || t.saturating_sub(self.last_digest_ms) < ms(self.opts.digest_interval)
+        {
+            return;
+        }
+        self.last_digest_ms = t;
+        self.step(SyncEvent::Digest).await;
     }
 
     /// An idle session's `Hello` (see [`UplinkOptions::heartbeat`]). Sent

@@ -139,12 +139,28 @@ pub fn hello_digest() -> Message {
     })
 }
 
+/// Resume without credit, naming one anti-entropy cell to repair (with
+/// the hub's hash of it), the answer to `hello_digest`.
+pub fn resume_repair() -> Message {
+    Message::Resume(Resume {
+        node: NODE,
+        watermark: 4_242,
+        credit: None,
+        repair: Some(vec![DigestEntry {
+            sensor: SensorId(8),
+            day: Bucket(19_675),
+            hash: 0x0bad_cafe_f00d_0002,
+        }]),
+    })
+}
+
 /// Resume with a credit of 64 KiB.
 pub fn resume() -> Message {
     Message::Resume(Resume {
         node: NODE,
         watermark: 4_000,
         credit: Some(65_536),
+        repair: None,
     })
 }
 
@@ -264,10 +280,11 @@ pub fn time_sync() -> DeviceMessage {
 pub type Golden<M> = (&'static str, fn() -> M);
 
 /// Every edge ↔ hub fixture and the message it holds.
-pub const MESSAGES: [Golden<Message>; 7] = [
+pub const MESSAGES: [Golden<Message>; 8] = [
     ("hello.hex", hello),
     ("hello-digest.hex", hello_digest),
     ("resume.hex", resume),
+    ("resume-repair.hex", resume_repair),
     ("delta.hex", delta),
     ("ack.hex", ack),
     ("alert.hex", alert),
@@ -301,6 +318,11 @@ fn golden_hello_with_digest() {
 #[test]
 fn golden_resume() {
     check_message("resume.hex", &resume());
+}
+
+#[test]
+fn golden_resume_with_cells_to_repair() {
+    check_message("resume-repair.hex", &resume_repair());
 }
 
 #[test]

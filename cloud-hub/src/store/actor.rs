@@ -28,6 +28,7 @@ use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, SensorId, Timestamp};
 use tributary_core::summary::Summary;
+use tributary_core::sync::digest::Cell;
 
 use super::{
     AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
@@ -155,6 +156,25 @@ impl Handler<NodeWatermark> for Writer {
             .into_iter()
             .find(|(n, _)| *n == msg.0)
             .map_or(0, |(_, w)| w))
+    }
+}
+
+/// The hub's hashes of a node's anti-entropy cells
+/// ([`MergeStore::cell_hashes`]), in the order asked.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<u64>, MergeError>")]
+pub struct CellHashes {
+    /// The node.
+    pub node: NodeId,
+    /// Its cells.
+    pub cells: Vec<Cell>,
+}
+
+impl Handler<CellHashes> for Writer {
+    type Result = Result<Vec<u64>, MergeError>;
+
+    fn handle(&mut self, msg: CellHashes, _: &mut SyncContext<Self>) -> Self::Result {
+        self.store()?.cell_hashes(msg.node, &msg.cells)
     }
 }
 

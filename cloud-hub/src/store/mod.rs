@@ -52,8 +52,9 @@ pub mod sqlite;
 use tributary_core::codec::v1::Alert;
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::hlc::Hlc;
-use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
+use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
+use tributary_core::sync::digest::{Cell, CellHash, DIGEST_RESOLUTIONS};
 
 pub use alert::{
     AlertCursor, AlertOutcome, AlertQuery, ParseCursorError, SensorRecord, StoredAlert,
@@ -293,6 +294,33 @@ pub trait MergeStore {
 
     /// Whether the database answers a query (`/readyz`).
     fn probe(&self) -> Result<(), MergeError>;
+
+    /// Anti-entropy: the hub's hash of each of `node`'s `cells`, over its
+    /// hour and day entries (`tributary_core::sync::digest`), to compare
+    /// with the digest of a `Hello`. Two small range reads per cell.
+    fn cell_hashes(&self, node: NodeId, cells: &[Cell]) -> Result<Vec<u64>, MergeError> {
+        cells
+            .iter()
+            .map(|c| {
+                let mut h = CellHash::default();
+                for r in DIGEST_RESOLUTIONS {
+                    let (lo, hi) = c.buckets(r);
+                    let q = RangeQuery {
+                        sensor: c.sensor,
+                        resolution: r,
+                        from: lo.start(r),
+                        to: Timestamp(hi.start(r).0.saturating_add(r.millis())),
+                        limit: usize::try_from(hi.0 - lo.0 + 1).unwrap_or(usize::MAX),
+                    };
+                    for b in self.node_series(node, &q)? {
+                        let key = Key::new(c.sensor, r, Bucket::containing(b.bucket_start, r));
+                        h.add(node, &key, b.entry.version);
+                    }
+                }
+                Ok(h.hash())
+            })
+            .collect()
+    }
 
     /// Every node's durable watermark, by node id: the argument of
     /// `HubSync::restore` after a restart.

@@ -96,6 +96,9 @@ pub enum SyncEvent {
     Received(v1::Message),
     /// Time passed (retransmissions) or readings were written (more to send).
     Tick,
+    /// Time for an anti-entropy round: a `Hello` with the next digest cells
+    /// (`NodeSync::digest_hello`).
+    Digest,
     /// The uplink dropped.
     Disconnect,
 }
@@ -126,6 +129,8 @@ pub struct SyncOutput {
     /// Changes when the session state was lost (the actor restarted): the
     /// uplink must then start over with [`SyncEvent::Connect`].
     pub epoch: u64,
+    /// Cells the hub asked to repair and rows re-stamped for them.
+    pub repaired: (usize, u64),
 }
 
 /// Distinguishes the session state of one actor instance from the next.
@@ -418,12 +423,30 @@ impl Handler<SyncStep> for StoreActor {
                     out.send = sync.on_connect(now_ms, &view);
                 }
                 SyncEvent::Received(m) => {
-                    let view = SyncView { store: s, finest };
                     if let Some(sync) = slot.as_mut() {
+                        let view = SyncView { store: s, finest };
                         match sync.on_message(m, now_ms, &view) {
                             Ok(send) => out.send = send,
                             Err(e) => out.refused = Some(e),
                         }
+                        let cells = sync.take_repairs();
+                        if !cells.is_empty() {
+                            // Fresh versions put the cells' rows above the
+                            // watermark: they stream to the hub again. If
+                            // this fails, the next digest round asks again.
+                            let rows = s.restamp_cells(&cells, finest)?;
+                            out.repaired = (cells.len(), rows);
+                            tracing::warn!(cells = cells.len(), rows,
+                                "the hub lacks data it had acknowledged: re-sending the affected cells");
+                            let view = SyncView { store: s, finest };
+                            out.send.extend(sync.on_tick(now_ms, &view));
+                        }
+                    }
+                }
+                SyncEvent::Digest => {
+                    let view = SyncView { store: s, finest };
+                    if let Some(sync) = slot.as_mut() {
+                        out.send = sync.digest_hello(&view);
                     }
                 }
                 SyncEvent::Tick => {

@@ -109,6 +109,7 @@ mod batch;
 mod budget;
 mod cache;
 pub mod dedup;
+mod digest;
 mod error;
 pub mod json;
 pub(crate) mod migrations;

@@ -7,6 +7,7 @@ use rusqlite::params;
 use tributary_core::codec::v1::{self, Delta, Message};
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::{Bucket, NodeId, Resolution, SensorId};
+use tributary_core::sync::digest::{Cell, CellHash};
 use tributary_core::sync::{DeltaSource, SourceUnavailable};
 
 use super::{Store, StoreError, from_sql, resolution_of, summary_at, to_sql};
@@ -121,7 +122,7 @@ impl Store {
 
 /// The position of `r` in [`Resolution::ALL`] (finest first): the code
 /// stored in the `resolution` column.
-fn resolution_index(r: Resolution) -> i64 {
+pub(super) fn resolution_index(r: Resolution) -> i64 {
     Resolution::ALL
         .iter()
         .position(|x| *x == r)
@@ -158,6 +159,23 @@ impl DeltaSource for SyncView<'_> {
             .entries_after_at(after, max_entries, self.finest)
             .map_err(|e| {
                 tracing::error!(error = %e, after, "reading sync entries failed");
+                SourceUnavailable
+            })
+    }
+
+    fn digest_cells(
+        &self,
+        node: NodeId,
+        after: Option<Cell>,
+        max_cells: usize,
+    ) -> Result<Vec<(Cell, CellHash)>, SourceUnavailable> {
+        if node != self.store.node {
+            return Ok(Vec::new());
+        }
+        self.store
+            .digest_cells(after, max_cells, self.finest)
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading the anti-entropy digest failed");
                 SourceUnavailable
             })
     }

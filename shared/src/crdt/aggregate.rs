@@ -191,6 +191,28 @@ impl AggregateState {
         version
     }
 
+    /// Gives every entry of `node` whose key `select`s a fresh version,
+    /// its summary unchanged; returns how many. Anti-entropy's repair
+    /// (`sync::digest`): re-stamped entries are above every watermark, so
+    /// they stream to the hub again through the ordinary, acknowledged
+    /// path, and replace any stale or missing copy there (the join keeps
+    /// the higher version of the same summary).
+    pub fn restamp(&mut self, node: NodeId, mut select: impl FnMut(&Key) -> bool) -> usize {
+        let mut n = 0;
+        for (key, per_node) in self.keys.iter_mut() {
+            if !select(key) {
+                continue;
+            }
+            if let Ok(i) = per_node.binary_search_by_key(&node, |(x, _)| *x)
+                && let Some((_, entry)) = per_node.get_mut(i)
+            {
+                entry.version = self.versions.bump(node);
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn next_version(&mut self, node: NodeId) -> u64 {
         // 2^64 writes is centuries at a billion per second; `bump`
         // saturates, so the counter never wraps to a version that loses.

@@ -3,8 +3,9 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
+use super::digest::Cell;
 use super::{SyncError, kind};
-use crate::codec::v1::{Ack, Delta, Message, Resume};
+use crate::codec::v1::{Ack, Delta, DigestEntry, Hello, Message, Resume};
 use crate::crdt::aggregate::AggregateState;
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
@@ -15,6 +16,14 @@ use crate::ids::NodeId;
 pub trait MergeSink {
     /// Joins every entry of `delta`, written by `node`.
     fn join_delta(&mut self, node: NodeId, delta: &Delta);
+
+    /// The hub's hash of `node`'s `cell` ([`digest`](super::digest)), to
+    /// compare with a `Hello`'s digest; `None` if it cannot be told (the
+    /// cell is then not compared). The default compares nothing.
+    fn cell_hash(&self, node: NodeId, cell: Cell) -> Option<u64> {
+        let _ = (node, cell);
+        None
+    }
 }
 
 impl MergeSink for AggregateState {
@@ -22,6 +31,10 @@ impl MergeSink for AggregateState {
         for (key, entry) in delta.entries() {
             self.join_entry(key, node, entry);
         }
+    }
+
+    fn cell_hash(&self, node: NodeId, cell: Cell) -> Option<u64> {
+        Some(super::state_cell_hash(self, node, cell))
     }
 }
 
@@ -35,6 +48,10 @@ pub struct HubConfig {
     /// Past it the oldest record is dropped: its batch is still unacked,
     /// so the node re-sends it.
     pub max_ranges: usize,
+    /// Most digest cells compared per `Hello` (bounds the hub's reads);
+    /// cells past it are ignored, and the node offers them again on a
+    /// later round.
+    pub max_digest_cells: usize,
 }
 
 impl Default for HubConfig {
@@ -42,6 +59,7 @@ impl Default for HubConfig {
         HubConfig {
             credit: None,
             max_ranges: 16,
+            max_digest_cells: 256,
         }
     }
 }
@@ -166,18 +184,44 @@ impl HubSync {
             });
         }
         match msg {
-            Message::Hello(_) => {
+            Message::Hello(h) => {
+                let repair = self.repairs(sender, &h, state);
                 let p = self.nodes.entry(sender).or_default();
                 p.last_seen_ms = now_ms;
                 Ok(alloc::vec![Message::Resume(Resume {
                     node: sender,
                     watermark: p.watermark,
                     credit: self.cfg.credit,
+                    repair,
                 })])
             }
             Message::Delta(d) => self.on_delta(sender, &d, now_ms, state),
             other => Err(SyncError::UnexpectedMessage(kind(&other))),
         }
+    }
+
+    /// The cells of `hello`'s digest whose hash differs from the hub's
+    /// copy, each with the hub's hash; `None` if all match.
+    fn repairs(
+        &self,
+        sender: NodeId,
+        hello: &Hello,
+        state: &impl MergeSink,
+    ) -> Option<Vec<DigestEntry>> {
+        let digest = hello.digest.as_deref()?;
+        let differ: Vec<DigestEntry> = digest
+            .iter()
+            .take(self.cfg.max_digest_cells)
+            .filter_map(|d| {
+                let cell = Cell {
+                    day: d.day,
+                    sensor: d.sensor,
+                };
+                let hub = state.cell_hash(sender, cell)?;
+                (hub != d.hash).then_some(DigestEntry { hash: hub, ..*d })
+            })
+            .collect();
+        (!differ.is_empty()).then_some(differ)
     }
 
     /// The answer to `sender`'s alert `hlc` once the shell has stored it
@@ -264,7 +308,8 @@ mod tests {
             vec![Message::Resume(Resume {
                 node: N,
                 watermark: 5,
-                credit: None
+                credit: None,
+                repair: None,
             })]
         );
         assert_eq!(h.last_seen_ms(N), Some(7));

@@ -42,6 +42,7 @@
 //! assert_eq!(n.acked(), 40);
 //! ```
 
+pub mod digest;
 mod hub;
 pub mod link;
 mod node;
@@ -53,6 +54,7 @@ use alloc::vec::Vec;
 
 use crate::crdt::aggregate::{AggregateState, Entry, Key};
 use crate::ids::NodeId;
+use digest::{Cell, CellHash, DIGEST_RESOLUTIONS};
 
 #[cfg(doc)]
 use crate::codec::v1::Message;
@@ -79,6 +81,21 @@ pub trait DeltaSource {
         after: u64,
         max_entries: usize,
     ) -> Result<Vec<(Key, Entry)>, SourceUnavailable>;
+
+    /// Anti-entropy ([`digest`]): the next `max_cells` cells of `node` in
+    /// [`Cell`] order (newest day first) strictly after `after` (from the
+    /// newest if `None`), each with the hash of its hour and day entries.
+    /// Fewer than `max_cells` means the walk reached the oldest cell the
+    /// source still holds completely. The default offers no digest.
+    fn digest_cells(
+        &self,
+        node: NodeId,
+        after: Option<Cell>,
+        max_cells: usize,
+    ) -> Result<Vec<(Cell, CellHash)>, SourceUnavailable> {
+        let _ = (node, after, max_cells);
+        Ok(Vec::new())
+    }
 }
 
 /// The [`DeltaSource`] could not be read just now. The node sends nothing
@@ -102,6 +119,42 @@ impl DeltaSource for AggregateState {
         out.truncate(max_entries);
         Ok(out)
     }
+
+    fn digest_cells(
+        &self,
+        node: NodeId,
+        after: Option<Cell>,
+        max_cells: usize,
+    ) -> Result<Vec<(Cell, CellHash)>, SourceUnavailable> {
+        // A full scan: this implementation serves tests and the simulation.
+        let mut cells = alloc::collections::BTreeMap::<Cell, CellHash>::new();
+        for (key, n, e) in self.iter_entries() {
+            if n != node {
+                continue;
+            }
+            if let Some(c) = digest::Cell::of(&key).filter(|c| after.is_none_or(|a| *c > a)) {
+                cells.entry(c).or_default().add(node, &key, e.version);
+            }
+        }
+        Ok(cells.into_iter().take(max_cells).collect())
+    }
+}
+
+/// The hash the hub holds for `cell` of `node` in `state`.
+pub(crate) fn state_cell_hash(state: &AggregateState, node: NodeId, cell: Cell) -> u64 {
+    let mut h = CellHash::default();
+    for r in DIGEST_RESOLUTIONS {
+        let (lo, hi) = cell.buckets(r);
+        let mut b = lo;
+        while b <= hi {
+            let key = Key::new(cell.sensor, r, b);
+            if let Some((_, e)) = state.entries(&key).find(|(n, _)| *n == node) {
+                h.add(node, &key, e.version);
+            }
+            b = crate::ids::Bucket(b.0 + 1);
+        }
+    }
+    h.hash()
 }
 
 /// Why a state machine refused a message. Counting and logging are the

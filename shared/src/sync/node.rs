@@ -3,8 +3,9 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use super::digest::Cell;
 use super::{DeltaSource, SyncError, kind};
-use crate::codec::v1::{self, Ack, Delta, Hello, MAX_MESSAGE, Message, Resume};
+use crate::codec::v1::{self, Ack, Delta, DigestEntry, Hello, MAX_MESSAGE, Message, Resume};
 use crate::ids::NodeId;
 
 /// Limits of a node's sending side.
@@ -18,6 +19,11 @@ pub struct NodeConfig {
     pub window: usize,
     /// A `Hello` or batch unanswered for this long is sent again, in ms.
     pub retransmit_after_ms: u64,
+    /// Anti-entropy cells per `Hello` ([`digest`](super::digest)); also
+    /// the most cells repaired per `Resume`. 0 turns the digest off. Keep
+    /// it at most the hub's `max_digest_cells`: cells past that bound are
+    /// not compared.
+    pub digest_cells: usize,
 }
 
 impl Default for NodeConfig {
@@ -27,6 +33,7 @@ impl Default for NodeConfig {
             max_batch_entries: 1_500,
             window: 4,
             retransmit_after_ms: 5_000,
+            digest_cells: 32,
         }
     }
 }
@@ -76,6 +83,11 @@ pub struct NodeSync {
     in_flight: VecDeque<InFlight>,
     /// Bytes the hub still allows before its next `Ack`; `None`: no limit.
     credit: Option<u64>,
+    /// Where the anti-entropy walk goes on: the last cell offered (`None`:
+    /// from the newest). Not persisted: a restart walks from the newest.
+    digest_after: Option<Cell>,
+    /// Cells the hub asked to repair, for the shell to re-stamp.
+    repairs: Vec<Cell>,
 }
 
 impl NodeSync {
@@ -90,6 +102,8 @@ impl NodeSync {
             cursor: acked,
             in_flight: VecDeque::new(),
             credit: None,
+            digest_after: None,
+            repairs: Vec::new(),
         }
     }
 
@@ -126,6 +140,28 @@ impl NodeSync {
             hello_sent_ms: now_ms,
         };
         alloc::vec![self.hello(src)]
+    }
+
+    /// Time for an anti-entropy round (the shell's timer): a `Hello` with
+    /// the next cells of the digest walk. Only in an established session;
+    /// the hub's `Resume` names the cells to repair.
+    pub fn digest_hello(&mut self, src: &impl DeltaSource) -> Vec<Message> {
+        if self.conn != Conn::Streaming || self.cfg.digest_cells == 0 {
+            return Vec::new();
+        }
+        alloc::vec![self.hello(src)]
+    }
+
+    /// The cells the hub found damaged since the last call (see
+    /// [`digest`](super::digest)). The shell gives every synced entry of
+    /// each a fresh version, as if rewritten with the same value
+    /// (`AggregateState::restamp` does this for the core's state), then
+    /// calls [`on_tick`](Self::on_tick): the entries stream to the hub
+    /// through the ordinary acknowledged path, so a lost message only
+    /// delays the repair. If the shell cannot re-stamp (its store failed),
+    /// dropping the list is safe: the next digest round asks again.
+    pub fn take_repairs(&mut self) -> Vec<Cell> {
+        core::mem::take(&mut self.repairs)
     }
 
     /// The transport dropped: forget the session (not the watermark).
@@ -205,12 +241,57 @@ impl NodeSync {
         self.credit = None;
     }
 
-    fn hello(&self, src: &impl DeltaSource) -> Message {
+    fn hello(&mut self, src: &impl DeltaSource) -> Message {
         Message::Hello(Hello {
             node: self.node,
             version_high: src.version_high(self.node),
-            digest: None,
+            digest: self.next_digest(src),
         })
+    }
+
+    /// The next cells of the anti-entropy walk, only those whose every
+    /// entry the hub has acknowledged (newer ones may be in flight).
+    fn next_digest(&mut self, src: &impl DeltaSource) -> Option<Vec<DigestEntry>> {
+        let max = self.cfg.digest_cells;
+        if max == 0 {
+            return None;
+        }
+        // Unreadable: no digest this time; the walk stays where it was.
+        let cells = src.digest_cells(self.node, self.digest_after, max).ok()?;
+        // A short page means the walk reached the oldest cell: start over.
+        self.digest_after = if cells.len() < max {
+            None
+        } else {
+            cells.last().map(|(c, _)| *c)
+        };
+        let digest: Vec<DigestEntry> = cells
+            .into_iter()
+            .filter(|(_, h)| h.entries() > 0 && h.max_version() <= self.acked)
+            .map(|(c, h)| DigestEntry {
+                sensor: c.sensor,
+                day: c.day,
+                hash: h.hash(),
+            })
+            .collect();
+        (!digest.is_empty()).then_some(digest)
+    }
+
+    /// Queues the cells of a `Resume` for [`take_repairs`](Self::take_repairs),
+    /// at most `digest_cells` (a hub cannot make a node rewrite more than
+    /// it offered), each once.
+    fn queue_repairs(&mut self, cells: Option<&[DigestEntry]>) {
+        for d in cells.unwrap_or_default() {
+            if self.repairs.len() >= self.cfg.digest_cells {
+                break;
+            }
+            let cell = Cell {
+                day: d.day,
+                sensor: d.sensor,
+            };
+            if !self.repairs.contains(&cell) {
+                self.repairs.push(cell);
+            }
+        }
     }
 
     fn on_resume(
@@ -234,7 +315,8 @@ impl NodeSync {
         }
         if !matches!(self.conn, Conn::AwaitingResume { .. }) {
             // A duplicate (or one from an earlier session) while streaming or
-            // offline: its watermark is still true, so it counts as an ack.
+            // offline, or the answer to a digest round: its watermark is
+            // still true, so it counts as an ack.
             let ack = Ack {
                 node: r.node,
                 upto: r.watermark,
@@ -242,6 +324,7 @@ impl NodeSync {
                 alert: None,
             };
             return Ok(if self.conn == Conn::Streaming {
+                self.queue_repairs(r.repair.as_deref());
                 self.on_ack(ack, now_ms, src)
             } else {
                 self.acked = self.acked.max(r.watermark.min(src.version_high(self.node)));
@@ -262,6 +345,7 @@ impl NodeSync {
         self.in_flight.clear();
         self.credit = r.credit.map(u64::from);
         self.conn = Conn::Streaming;
+        self.queue_repairs(r.repair.as_deref());
         let mut out = Vec::new();
         self.fill(now_ms, src, &mut out);
         Ok(out)
@@ -384,6 +468,7 @@ mod tests {
             node: N,
             watermark,
             credit: None,
+            repair: None,
         })
     }
 
@@ -536,6 +621,7 @@ mod tests {
                     node: N,
                     watermark: 0,
                     credit: Some(2_000),
+                    repair: None,
                 }),
                 0,
                 &src,

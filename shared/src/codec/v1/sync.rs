@@ -43,7 +43,7 @@ pub struct DigestEntry {
 }
 
 /// Hub → node answer to [`Hello`]: "send me everything above `watermark`".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
 #[cbor(array)]
 pub struct Resume {
     /// The node addressed.
@@ -56,6 +56,13 @@ pub struct Resume {
     /// means no limit beyond the node's own batch size.
     #[n(2)]
     pub credit: Option<u32>,
+    /// Anti-entropy: the cells of the `Hello`'s digest whose hash differs
+    /// from the hub's (each with the *hub's* hash). The node re-stamps
+    /// their entries with fresh versions, so they stream to the hub again
+    /// like new writes. `None` when nothing differs or the `Hello` carried
+    /// no digest.
+    #[n(3)]
+    pub repair: Option<Vec<DigestEntry>>,
 }
 
 /// Hub → node after a durable merge: "I hold everything up to `upto`".

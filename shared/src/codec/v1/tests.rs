@@ -168,17 +168,19 @@ fn delta(max_entries: usize) -> impl Strategy<Value = Delta> {
         .prop_map(|(n, (from, to, es))| Delta::from_entries(n, from, to, es))
 }
 
+fn digest_entry() -> impl Strategy<Value = DigestEntry> {
+    (sensor(), any::<u64>(), any::<u64>()).prop_map(|(sensor, day, hash)| DigestEntry {
+        sensor,
+        day: Bucket(day),
+        hash,
+    })
+}
+
 fn hello() -> impl Strategy<Value = Hello> {
-    let digest_entry =
-        (sensor(), any::<u64>(), any::<u64>()).prop_map(|(sensor, day, hash)| DigestEntry {
-            sensor,
-            day: Bucket(day),
-            hash,
-        });
     (
         node(),
         any::<u64>(),
-        prop::option::of(prop::collection::vec(digest_entry, 0..8)),
+        prop::option::of(prop::collection::vec(digest_entry(), 0..8)),
     )
         .prop_map(|(node, version_high, digest)| Hello {
             node,
@@ -212,13 +214,18 @@ fn alert() -> impl Strategy<Value = Alert> {
 fn message_with(max_entries: usize) -> impl Strategy<Value = Message> {
     prop_oneof![
         hello().prop_map(Message::Hello),
-        (node(), any::<u64>(), prop::option::of(any::<u32>())).prop_map(
-            |(node, watermark, credit)| Message::Resume(Resume {
+        (
+            node(),
+            any::<u64>(),
+            prop::option::of(any::<u32>()),
+            prop::option::of(prop::collection::vec(digest_entry(), 0..4))
+        )
+            .prop_map(|(node, watermark, credit, repair)| Message::Resume(Resume {
                 node,
                 watermark,
-                credit
-            })
-        ),
+                credit,
+                repair
+            })),
         delta(max_entries).prop_map(Message::Delta),
         (node(), any::<u64>(), prop::option::of(any::<u32>())).prop_map(|(node, upto, credit)| {
             Message::Ack(Ack {
