@@ -15,6 +15,7 @@
 //! annotations by utoipa ([`ApiDoc`]); a test checks that it lists every
 //! route of [`ROUTES`].
 
+pub mod auth;
 mod dto;
 mod error;
 mod v1;
@@ -98,6 +99,7 @@ pub struct ApiState {
     metrics: Metrics,
     health: Arc<Health>,
     online_window: Duration,
+    tokens: auth::Tokens,
 }
 
 impl ApiState {
@@ -115,7 +117,13 @@ impl ApiState {
             metrics,
             health,
             online_window: DEFAULT_ONLINE_WINDOW,
+            tokens: auth::Tokens::default(),
         }
+    }
+
+    /// Closes `/api/v1` to requests without one of `tokens` ([`auth`]).
+    pub fn with_tokens(self, tokens: auth::Tokens) -> ApiState {
+        ApiState { tokens, ..self }
     }
 
     /// A node counts as online when heard from within `window`.
@@ -179,6 +187,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/metrics", web::get().to(metrics))
             .service(
                 web::scope("/api/v1")
+                    .wrap(from_fn(auth::authorize))
                     .route("/openapi.json", web::get().to(openapi))
                     .route("/nodes", web::get().to(v1::get_nodes))
                     .route("/sensors", web::get().to(v1::get_sensors))

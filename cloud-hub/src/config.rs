@@ -54,6 +54,10 @@ struct RawHttp {
     listen: String,
     readers: usize,
     online_window: String,
+    #[serde(default)]
+    reader_tokens: Vec<String>,
+    #[serde(default)]
+    admin_tokens: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -117,6 +121,8 @@ pub struct Config {
     pub readers: usize,
     /// "Online" window for nodes.
     pub online_window: Duration,
+    /// Bearer tokens of `/api/v1` (none: open).
+    pub api_tokens: crate::api::auth::Tokens,
     /// Embedded or external broker.
     pub broker: BrokerMode,
     /// The MQTT client and merge settings.
@@ -239,6 +245,25 @@ impl RawConfig {
             "sync.group_max_deltas must be positive",
         );
         check(self.sync.max_ranges > 0, "sync.max_ranges must be positive");
+        let all_tokens: Vec<&String> = self
+            .http
+            .reader_tokens
+            .iter()
+            .chain(&self.http.admin_tokens)
+            .collect();
+        check(
+            all_tokens
+                .iter()
+                .all(|t| t.len() >= 16 && t.is_ascii() && !t.contains(char::is_whitespace)),
+            "http.reader_tokens and http.admin_tokens must be at least 16 printable ASCII characters without spaces (e.g. `openssl rand -hex 16`)",
+        );
+        check(
+            all_tokens
+                .iter()
+                .enumerate()
+                .all(|(i, t)| !all_tokens[..i].contains(t)),
+            "a token appears twice in http.reader_tokens / http.admin_tokens",
+        );
         let postgres_url = match self.store.backend.as_str() {
             "sqlite" => None,
             "postgres" => {
@@ -314,6 +339,10 @@ impl RawConfig {
             http_listen,
             readers: self.http.readers,
             online_window,
+            api_tokens: crate::api::auth::Tokens::new(
+                &self.http.reader_tokens,
+                &self.http.admin_tokens,
+            ),
             broker,
             sync: SyncOptions {
                 host,

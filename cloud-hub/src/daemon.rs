@@ -120,8 +120,13 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
     });
 
+    if !config.api_tokens.enabled() && !config.http_listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.http_listen,
+            "the API is open to anyone who can reach this address: set http.reader_tokens / http.admin_tokens");
+    }
     let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
-        .with_online_window(config.online_window);
+        .with_online_window(config.online_window)
+        .with_tokens(config.api_tokens.clone());
     let (server, http) =
         crate::api::server(config.http_listen, state).map_err(|source| DaemonError::Http {
             addr: config.http_listen,

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// to be re-sent (`tributary_hub_sync_repair_requests_total`): data the
     /// store had acknowledged and no longer holds.
     pub repair_requests: Counter,
+    /// API requests refused by the bearer-token check, by reason
+    /// (`tributary_hub_http_auth_refused_total{reason="missing|invalid|forbidden"}`).
+    pub http_auth_refused: Family<Label1, Counter>,
     /// Delta entries merged, by outcome
     /// (`tributary_hub_merge_entries_total{outcome="applied|stale"}`).
     pub merge_entries: Family<Label1, Counter>,
@@ -86,6 +89,7 @@ impl Metrics {
             sync_messages: Family::default(),
             sync_rejected: Family::default(),
             repair_requests: Counter::default(),
+            http_auth_refused: Family::default(),
             merge_entries: Family::default(),
             merge_commit_seconds: seconds_histogram(),
             // 1 .. 4096 deltas per transaction.
@@ -109,6 +113,11 @@ impl Metrics {
             "sync_rejected",
             "Sync messages refused, by reason",
             m.sync_rejected.clone(),
+        );
+        r.register(
+            "http_auth_refused",
+            "API requests refused by the bearer-token check, by reason",
+            m.http_auth_refused.clone(),
         );
         r.register(
             "sync_repair_requests",

@@ -8,7 +8,7 @@ mod http_client;
 
 use std::sync::atomic::Ordering;
 
-use http_client::{get, request};
+use http_client::{get, request, request_with};
 use serde_json::Value;
 use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::crdt::aggregate::{AggregateState, Key};
@@ -366,6 +366,76 @@ fn alerts_page_newest_first_and_acknowledge() {
     .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "not_found");
+}
+
+/// Bearer tokens: 401 for no or an unknown token (with a Bearer
+/// challenge), 403 for a reader token on an admin route, every refusal
+/// counted by reason; the OpenAPI document and health stay public.
+#[test]
+fn api_tokens_tell_unauthenticated_from_forbidden() {
+    use tributary_hub::api::auth::Tokens;
+    let reader = "r3ad3r-t0ken-0123456789";
+    let admin = "adm1n-t0ken-0123456789ab";
+    let (hub, _, now) = common::serve_with(
+        false,
+        Tokens::new(&[reader.to_owned()], &[admin.to_owned()]),
+        seed,
+    );
+    let call = |method: &str, path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        request_with(hub.addr, method, path, &headers, None, b"").unwrap()
+    };
+    let r = call("GET", "/api/v1/nodes", None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "unauthorized");
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Bearer realm=\"tributary\"")
+    );
+    assert_eq!(
+        call("GET", "/api/v1/nodes", Some("not-a-token-at-all")).status,
+        401
+    );
+    // A prefix of a real token is not a token.
+    assert_eq!(
+        call("GET", "/api/v1/nodes", Some(&reader[..10])).status,
+        401
+    );
+    for token in [reader, admin] {
+        let r = call("GET", "/api/v1/nodes", Some(token));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(3));
+    }
+
+    let alerts = call("GET", "/api/v1/alerts?limit=1", Some(reader)).json();
+    let (node, hlc) = (
+        alerts["items"][0]["node"].as_str().unwrap().to_owned(),
+        alerts["items"][0]["hlc"].as_u64().unwrap(),
+    );
+    let ack = format!("/api/v1/alerts/{node}/{hlc}/ack");
+    let r = call("POST", &ack, Some(reader));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "forbidden");
+    assert_eq!(call("POST", &ack, None).status, 401);
+    let r = call("POST", &ack, Some(admin));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let acked = call("GET", "/api/v1/alerts?acknowledged=true", Some(admin)).json();
+    assert!(acked["items"][0]["acked_ms"].as_u64() >= Some(now));
+
+    // Public: the API's description, and what orchestrators probe.
+    for path in ["/api/v1/openapi.json", "/healthz", "/metrics"] {
+        assert_eq!(call("GET", path, None).status, 200, "{path}");
+    }
+    let metrics = call("GET", "/metrics", None).text();
+    for (reason, n) in [("missing", 2), ("invalid", 2), ("forbidden", 1)] {
+        let line = format!("tributary_hub_http_auth_refused_total{{reason=\"{reason}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 }
 
 #[test]

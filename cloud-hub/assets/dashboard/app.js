@@ -80,12 +80,39 @@
 
   // ---- API ---------------------------------------------------------------
 
+  // A hub with API tokens (docs/hub-api.md, "Authentication") needs one:
+  // given once as `#token=…` in the address, kept in this browser's
+  // storage, and dropped from the address bar so it is not shared by
+  // copying the link. A 401 asks for it.
+  const TOKEN_KEY = "tributary-hub-token";
+  (function takeTokenFromAddress() {
+    const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (!m) return;
+    try { localStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1])); } catch (_) {}
+    history.replaceState(null, "", location.pathname + location.search);
+  })();
+  let asked = false;
+  function token() {
+    try { return localStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+  }
+
   async function api(path, options) {
     let res;
+    const headers = { ...((options && options.headers) || {}) };
+    const t = token();
+    if (t) headers.Authorization = `Bearer ${t}`;
     try {
-      res = await fetch(path, { cache: "no-store", ...options });
+      res = await fetch(path, { cache: "no-store", ...options, headers });
     } catch (e) {
       throw new Error(`${path}: hub unreachable (${e.message})`);
+    }
+    if (res.status === 401 && !asked) {
+      // Once per page load: a refresh loop must not nag.
+      asked = true;
+      const given = window.prompt("This hub needs an API token (ask its operator):");
+      if (given) {
+        try { localStorage.setItem(TOKEN_KEY, given.trim()); } catch (_) {}
+      }
     }
     const text = await res.text();
     let body = null;

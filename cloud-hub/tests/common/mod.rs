@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use tributary_hub::api::auth::Tokens;
 use tributary_hub::api::{ApiState, Health, server};
 use tributary_hub::metrics::Metrics;
 use tributary_hub::store::actor::{start_readers, start_writer};
@@ -55,6 +56,15 @@ pub fn serve<T>(
     mqtt_connected: bool,
     seed: impl FnOnce(&mut SqliteStore, u64) -> T,
 ) -> (ServedHub, T, u64) {
+    serve_with(mqtt_connected, Tokens::default(), seed)
+}
+
+/// [`serve`] with `/api/v1` closed to all but `tokens`.
+pub fn serve_with<T>(
+    mqtt_connected: bool,
+    tokens: Tokens,
+    seed: impl FnOnce(&mut SqliteStore, u64) -> T,
+) -> (ServedHub, T, u64) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SqliteOptions {
         path: dir.path().join("hub.db"),
@@ -78,7 +88,8 @@ pub fn serve<T>(
             let writer = start_writer(store, metrics.clone());
             let reader = start_readers(&opts, 2).unwrap();
             let state = ApiState::new(reader, writer, metrics, h)
-                .with_online_window(Duration::from_secs(300));
+                .with_online_window(Duration::from_secs(300))
+                .with_tokens(tokens);
             let (srv, addr) = server("127.0.0.1:0".parse().unwrap(), state).unwrap();
             let handle = srv.handle();
             let running = actix::spawn(srv);

@@ -3,5 +3,5 @@
 
 #![allow(unused_imports)]
 
-pub use tributary_testkit::http::{Response, get, post_json, request};
+pub use tributary_testkit::http::{Response, get, post_json, request, request_with};
 pub use tributary_testkit::{free_port, poll_for as wait_for};
