@@ -10,6 +10,12 @@
 //! rumqttd 0.20 has no shutdown call: the broker lives until the process
 //! exits. The hub runs one for its whole life, so that is acceptable; tests
 //! start one per test on its own port.
+//!
+//! With per-node passwords configured ([`BrokerConfig::node_passwords`]),
+//! rumqttd moves to a loopback port and the [`mqtt_gate`](crate::mqtt_gate)
+//! takes the public address: it checks each node's login and keeps it to
+//! its own topics. The hub's own client then connects to rumqttd directly
+//! with a random internal account ([`EmbeddedBroker::hub_endpoint`]).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,6 +23,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tributary_core::ids::NodeId;
+
+use crate::mqtt_gate::{self, GateConfig, RefusedFamily};
+
+/// The username of the hub's own client when the gate is on.
+const INTERNAL_USER: &str = "tributary-hub-internal";
 
 /// Settings of the embedded broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,9 +44,13 @@ pub struct BrokerConfig {
     pub max_inflight: usize,
     /// How long a client has to send CONNECT after opening TCP.
     pub connect_timeout: Duration,
-    /// `username → password`; `None` accepts any client (per-node
-    /// credentials are wired by the security part of issue #5).
+    /// `username → password` checked by rumqttd itself; `None` accepts
+    /// any client. Ignored when `node_passwords` is set (the gate's
+    /// accounts replace it).
     pub credentials: Option<HashMap<String, String>>,
+    /// Per-node passwords: when not empty, only these nodes may connect,
+    /// each only to its own topics (the [`mqtt_gate`]).
+    pub node_passwords: HashMap<NodeId, String>,
     /// How long [`EmbeddedBroker::start`] waits for the listener.
     pub ready_timeout: Duration,
 }
@@ -49,6 +65,7 @@ impl Default for BrokerConfig {
             max_inflight: 100,
             connect_timeout: Duration::from_secs(30),
             credentials: None,
+            node_passwords: HashMap::new(),
             ready_timeout: Duration::from_secs(10),
         }
     }
@@ -76,6 +93,12 @@ pub enum BrokerError {
     /// The broker thread could not be spawned.
     #[error("cannot spawn the broker thread: {0}")]
     Spawn(std::io::Error),
+    /// The OS random number generator failed (the internal password).
+    #[error("cannot draw a random password: {0}")]
+    Entropy(String),
+    /// The gate's thread or runtime could not start.
+    #[error("cannot start the MQTT gate: {0}")]
+    Gate(std::io::Error),
     /// The broker stopped before accepting connections (its log says why:
     /// typically the address is in use).
     #[error("broker on {0} stopped before accepting connections")]
@@ -95,6 +118,8 @@ pub enum BrokerError {
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     thread: JoinHandle<()>,
+    /// With the gate: rumqttd's loopback address and the hub's account.
+    internal: Option<(SocketAddr, (String, String))>,
 }
 
 /// A port on `ip` that was free a moment ago (bind port 0, read it, close).
@@ -139,6 +164,74 @@ fn rumqttd_config(cfg: &BrokerConfig, listen: SocketAddr) -> Config {
 impl EmbeddedBroker {
     /// Starts the broker and returns once it accepts TCP connections.
     pub fn start(cfg: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_with_metrics(cfg, RefusedFamily::default())
+    }
+
+    /// [`start`](Self::start), counting the gate's refusals in `refused`
+    /// (`tributary_hub_broker_refused_total`).
+    pub fn start_with_metrics(
+        cfg: &BrokerConfig,
+        refused: RefusedFamily,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        if cfg.node_passwords.is_empty() {
+            return Self::start_plain(cfg);
+        }
+        // The public address belongs to the gate: take it now, so a busy
+        // port fails the start with a clear error.
+        let public =
+            std::net::TcpListener::bind(cfg.listen).map_err(|source| BrokerError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = public.local_addr().map_err(BrokerError::Gate)?;
+        let mut word = [0u8; 16];
+        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut word)
+            .map_err(|e| BrokerError::Entropy(e.to_string()))?;
+        let internal_password: String = word.iter().map(|b| format!("{b:02x}")).collect();
+        let mut accounts: HashMap<String, String> = cfg
+            .node_passwords
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.clone()))
+            .collect();
+        accounts.insert(INTERNAL_USER.to_owned(), internal_password.clone());
+        let inner = Self::start_plain(&BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            credentials: Some(accounts),
+            node_passwords: HashMap::new(),
+            ..cfg.clone()
+        })?;
+        let gate = GateConfig {
+            nodes: std::sync::Arc::new(cfg.node_passwords.clone()),
+            upstream: inner.addr,
+            max_packet_bytes: cfg.max_payload_size.saturating_add(1024),
+            refused,
+        };
+        public.set_nonblocking(true).map_err(BrokerError::Gate)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(BrokerError::Gate)?;
+        std::thread::Builder::new()
+            .name("mqtt-gate".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(public) {
+                        Ok(l) => mqtt_gate::serve(l, gate).await,
+                        Err(e) => tracing::error!(error = %e, "MQTT gate failed"),
+                    }
+                });
+            })
+            .map_err(BrokerError::Gate)?;
+        tracing::info!(%addr, nodes = cfg.node_passwords.len(),
+            "MQTT gate listening: per-node logins, own topics only");
+        Ok(EmbeddedBroker {
+            addr,
+            internal: Some((inner.addr, (INTERNAL_USER.to_owned(), internal_password))),
+            thread: inner.thread,
+        })
+    }
+
+    fn start_plain(cfg: &BrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
         let mut addr = cfg.listen;
         if addr.port() == 0 {
             let port = free_local_port(addr.ip())
@@ -173,7 +266,11 @@ impl EmbeddedBroker {
             // A connect-then-drop probe; rumqttd logs it as a closed peer.
             if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
                 tracing::info!(%addr, "embedded MQTT broker listening");
-                return Ok(EmbeddedBroker { addr, thread });
+                return Ok(EmbeddedBroker {
+                    addr,
+                    thread,
+                    internal: None,
+                });
             }
             if started.elapsed() >= cfg.ready_timeout {
                 return Err(BrokerError::NotReady {
@@ -185,9 +282,18 @@ impl EmbeddedBroker {
         }
     }
 
-    /// The address it listens on (with the real port).
+    /// The address it listens on (with the real port): the gate's, if any.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the hub's own client connects, with the credentials to use:
+    /// rumqttd behind the gate, or [`addr`](Self::addr) without one.
+    pub fn hub_endpoint(&self) -> (SocketAddr, Option<(String, String)>) {
+        match &self.internal {
+            Some((a, creds)) => (*a, Some(creds.clone())),
+            None => (self.addr, None),
+        }
     }
 
     /// Whether the broker thread is still running.

@@ -73,6 +73,8 @@ struct RawBroker {
     keep_alive: String,
     max_packet_bytes: usize,
     shared_group: String,
+    #[serde(default)]
+    node_passwords: std::collections::HashMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,6 +125,8 @@ pub struct Config {
     pub online_window: Duration,
     /// Bearer tokens of `/api/v1` (none: open).
     pub api_tokens: crate::api::auth::Tokens,
+    /// Per-node MQTT passwords for the embedded broker (none: open).
+    pub node_passwords: std::collections::HashMap<tributary_core::ids::NodeId, String>,
     /// Embedded or external broker.
     pub broker: BrokerMode,
     /// The MQTT client and merge settings.
@@ -245,6 +249,28 @@ impl RawConfig {
             "sync.group_max_deltas must be positive",
         );
         check(self.sync.max_ranges > 0, "sync.max_ranges must be positive");
+        let mut node_passwords = std::collections::HashMap::new();
+        for (id, password) in &self.broker.node_passwords {
+            match id.parse::<tributary_core::ids::NodeId>() {
+                Ok(n) if n.0 != 0 => {
+                    node_passwords.insert(n, password.clone());
+                }
+                _ => check(
+                    false,
+                    &format!("broker.node_passwords: `{id}` is not a node id (16 hex digits)"),
+                ),
+            }
+            check(
+                password.len() >= 16,
+                &format!(
+                    "broker.node_passwords: the password of {id} is shorter than 16 characters"
+                ),
+            );
+        }
+        check(
+            node_passwords.is_empty() || self.broker.mode == "embedded",
+            "broker.node_passwords is for the embedded broker; give an external broker its own accounts and ACL (docs/security.md)",
+        );
         let all_tokens: Vec<&String> = self
             .http
             .reader_tokens
@@ -339,6 +365,7 @@ impl RawConfig {
             http_listen,
             readers: self.http.readers,
             online_window,
+            node_passwords,
             api_tokens: crate::api::auth::Tokens::new(
                 &self.http.reader_tokens,
                 &self.http.admin_tokens,

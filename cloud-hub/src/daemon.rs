@@ -92,11 +92,15 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
 
     let (broker, mqtt) = match &config.broker {
         BrokerMode::Embedded(listen) => {
-            let b = EmbeddedBroker::start(&BrokerConfig {
-                listen: *listen,
-                max_payload_size: config.sync.max_packet_bytes,
-                ..BrokerConfig::default()
-            })?;
+            let b = EmbeddedBroker::start_with_metrics(
+                &BrokerConfig {
+                    listen: *listen,
+                    max_payload_size: config.sync.max_packet_bytes,
+                    node_passwords: config.node_passwords.clone(),
+                    ..BrokerConfig::default()
+                },
+                metrics.broker_refused.clone(),
+            )?;
             let addr = b.addr();
             tracing::info!(%addr, "embedded MQTT broker listening");
             (Some(b), addr.to_string())
@@ -105,8 +109,14 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     };
     let mut sync_opts = config.sync.clone();
     if let Some(b) = &broker {
-        // Port 0 was resolved by the broker.
-        sync_opts.port = b.addr().port();
+        // Port 0 was resolved by the broker; behind a gate the hub talks
+        // to rumqttd directly with its own account.
+        let (addr, credentials) = b.hub_endpoint();
+        sync_opts.host = addr.ip().to_string();
+        sync_opts.port = addr.port();
+        if credentials.is_some() {
+            sync_opts.credentials = credentials;
+        }
     }
 
     let health = Arc::new(Health::default());

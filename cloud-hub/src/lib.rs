@@ -14,7 +14,10 @@
 //!   [`dashboard`]: the page served at `/`.
 //! - [`daemon`]: starts and stops all of it (`tributary-hub run`).
 //!
-//! Not yet (issue #5): per-node credentials and API tokens, TLS.
+//! - [`mqtt_gate`]: per-node MQTT logins and the own-topics rule in front
+//!   of the embedded broker; [`api::auth`]: bearer tokens (docs/security.md).
+//!
+//! Not yet (issue #5): TLS.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -23,5 +26,6 @@ pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod metrics;
+pub mod mqtt_gate;
 pub mod store;
 pub mod sync;

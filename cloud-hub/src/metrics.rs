@@ -39,6 +39,10 @@ pub struct Metrics {
     /// API requests refused by the bearer-token check, by reason
     /// (`tributary_hub_http_auth_refused_total{reason="missing|invalid|forbidden"}`).
     pub http_auth_refused: Family<Label1, Counter>,
+    /// MQTT connections the embedded broker's gate refused or closed, by
+    /// reason (`tributary_hub_broker_refused_total{reason}`: `bad_password`,
+    /// `unknown_node`, `foreign_topic`, `foreign_subscription`, …).
+    pub broker_refused: crate::mqtt_gate::RefusedFamily,
     /// Delta entries merged, by outcome
     /// (`tributary_hub_merge_entries_total{outcome="applied|stale"}`).
     pub merge_entries: Family<Label1, Counter>,
@@ -90,6 +94,7 @@ impl Metrics {
             sync_rejected: Family::default(),
             repair_requests: Counter::default(),
             http_auth_refused: Family::default(),
+            broker_refused: Family::default(),
             merge_entries: Family::default(),
             merge_commit_seconds: seconds_histogram(),
             // 1 .. 4096 deltas per transaction.
@@ -113,6 +118,11 @@ impl Metrics {
             "sync_rejected",
             "Sync messages refused, by reason",
             m.sync_rejected.clone(),
+        );
+        r.register(
+            "broker_refused",
+            "MQTT connections the embedded broker's gate refused or closed, by reason",
+            m.broker_refused.clone(),
         );
         r.register(
             "http_auth_refused",

@@ -52,6 +52,11 @@ pub struct UplinkOptions {
     pub port: u16,
     /// MQTT client id; empty: `tributary-edge-{node}`.
     pub client_id: String,
+    /// MQTT username; empty: the node id (16 hex digits), which is what
+    /// the hub's embedded broker expects when it checks node logins.
+    pub username: String,
+    /// MQTT password; empty: none sent (an open broker).
+    pub password: Secret,
     /// MQTT keep-alive (at least 1 s): how soon a silent, dead connection
     /// is noticed.
     #[serde(with = "duration_str")]
@@ -115,6 +120,8 @@ impl Default for UplinkOptions {
             host: "127.0.0.1".into(),
             port: 1883,
             client_id: String::new(),
+            username: String::new(),
+            password: Secret::default(),
             keep_alive: Duration::from_secs(15),
             finest_resolution: Resolution::Minute,
             max_batch_bytes: node.max_batch_bytes,
@@ -132,6 +139,18 @@ impl Default for UplinkOptions {
             breaker_open: Duration::from_millis(link.breaker_open_ms),
             max_packet_bytes: 1024 * 1024,
         }
+    }
+}
+
+/// A configured secret: read from the config, never printed (`Debug`
+/// shows `***`).
+#[derive(Clone, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
     }
 }
 
@@ -330,6 +349,14 @@ pub async fn run(
         opts.client_id.clone()
     };
     let mut mqtt = rumqttc::MqttOptions::new(client_id, &opts.host, opts.port);
+    if !opts.password.0.is_empty() || !opts.username.is_empty() {
+        let user = if opts.username.is_empty() {
+            node.to_string()
+        } else {
+            opts.username.clone()
+        };
+        mqtt.set_credentials(user, opts.password.0.clone());
+    }
     mqtt.set_keep_alive(opts.keep_alive)
         .set_clean_session(true)
         .set_max_packet_size(opts.max_packet_bytes, opts.max_packet_bytes);

@@ -68,6 +68,12 @@ impl Hub {
     /// Starts a hub with its data in `dir` and waits until `/readyz` says
     /// ready (store open, MQTT subscribed).
     pub fn start(dir: &Path, logs: &Path, broker: HubBroker) -> Hub {
+        Self::start_with(dir, logs, broker, "")
+    }
+
+    /// [`start`](Self::start) with `extra` appended to its configuration
+    /// right after the `[broker]` section (e.g. `[broker.node_passwords]`).
+    pub fn start_with(dir: &Path, logs: &Path, broker: HubBroker, extra: &str) -> Hub {
         let broker_cfg = match broker {
             HubBroker::External(port) => format!(
                 "[broker]\nmode = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nkeep_alive = \"2s\"\n"
@@ -76,7 +82,7 @@ impl Hub {
                 format!("[broker]\nmode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n")
             }
         };
-        Self::configure_and_launch("hub", dir, logs, broker, &broker_cfg)
+        Self::configure_and_launch("hub", dir, logs, broker, &(broker_cfg + extra))
     }
 
     /// One of several hub replicas: an external broker at `broker_port`,
