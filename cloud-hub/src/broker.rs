@@ -12,7 +12,7 @@
 //! start one per test on its own port.
 //!
 //! With per-node passwords configured ([`BrokerConfig::node_passwords`]),
-//! rumqttd moves to a loopback port and the [`mqtt_gate`](crate::mqtt_gate)
+//! rumqttd moves to a loopback port and the [`crate::mqtt_gate`]
 //! takes the public address: it checks each node's login and keeps it to
 //! its own topics. The hub's own client then connects to rumqttd directly
 //! with a random internal account ([`EmbeddedBroker::hub_endpoint`]).
