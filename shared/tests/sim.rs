@@ -692,7 +692,9 @@ fn faults_for(rng: &mut Rng) -> Faults {
     }
 }
 
-fn run_seed(seed: u64, tracing: bool) -> Result<Stats, String> {
+/// Seed `seed`'s run: writes and faults, then healing until quiescent
+/// and converged; the simulation at that point.
+fn converged_run(seed: u64, tracing: bool) -> Result<Sim, String> {
     let faults = faults_for(&mut Rng(seed ^ 0x5eed));
     let mut sim = Sim::new(seed, NODES, faults);
     sim.tracing = tracing;
@@ -703,11 +705,15 @@ fn run_seed(seed: u64, tracing: bool) -> Result<Stats, String> {
     for _ in 0..SETTLE_STEPS {
         if sim.quiescent() {
             sim.check_converged()?;
-            return Ok(sim.stats);
+            return Ok(sim);
         }
         sim.step(false, false)?;
     }
     Err(sim.fail("not quiescent after healing"))
+}
+
+fn run_seed(seed: u64, tracing: bool) -> Result<Stats, String> {
+    converged_run(seed, tracing).map(|sim| sim.stats)
 }
 
 /// A faulty run as in [`run_seed`] until it converged, then the hub loses
@@ -715,25 +721,7 @@ fn run_seed(seed: u64, tracing: bool) -> Result<Stats, String> {
 /// anti-entropy rounds, still dropping and duplicating messages, until the
 /// hub holds the join of the nodes again.
 fn run_seed_with_loss(seed: u64, tracing: bool) -> Result<Stats, String> {
-    let faults = faults_for(&mut Rng(seed ^ 0x5eed));
-    let mut sim = Sim::new(seed, NODES, faults);
-    sim.tracing = tracing;
-    for step in 0..WRITE_STEPS.max(FAULT_STEPS) {
-        sim.step(step < WRITE_STEPS, step < FAULT_STEPS)?;
-    }
-    sim.heal();
-    let mut settled = false;
-    for _ in 0..SETTLE_STEPS {
-        if sim.quiescent() {
-            settled = true;
-            break;
-        }
-        sim.step(false, false)?;
-    }
-    if !settled {
-        return Err(sim.fail("not quiescent after healing"));
-    }
-    sim.check_converged()?;
+    let mut sim = converged_run(seed, tracing)?;
     let cells = 1 + sim.rng.below(4) as usize;
     if sim.lose_cells(cells) == 0 {
         return Err(sim.fail("nothing to lose"));

@@ -502,6 +502,47 @@ pub fn assert_converged(hub: &Hub, edges: &[&Edge], resolutions: &[&str]) -> u64
     total
 }
 
+/// One gateway whose simulator ran to the end: waits until the hub has
+/// everything it computed ([`wait_converged`]), then asserts the hub's
+/// 1 min, 1 h and 1 d buckets equal the gateway's bit for bit and count
+/// exactly the readings the simulator produced.
+pub fn assert_converges(hub: &Hub, edge: &Edge, within: Duration) {
+    let readings = edge.sim.readings();
+    wait_converged(hub, &[edge], &[Some(readings)], within);
+    assert_eq!(
+        assert_converged(hub, &[edge], &["1m", "1h", "1d"]),
+        readings
+    );
+}
+
+/// A Prometheus counter family at `addr`'s `/metrics`, by the value of its
+/// one label (e.g. `reason`); absent families give an empty map.
+pub fn counters_by_label(addr: SocketAddr, family: &str) -> BTreeMap<String, u64> {
+    let text = get(addr, "/metrics").unwrap().text();
+    let prefix = format!("{family}{{");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("=\"")?;
+            let (label, rest) = rest.split_once('"')?;
+            let n = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((label.to_owned(), n as u64))
+        })
+        .collect()
+}
+
+/// A counter (or the sum of a family) at `addr`'s `/metrics`; 0 if absent.
+pub fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics").unwrap().text();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Waits until every edge is synced with the hub (the hub's watermark for
 /// each node is its version_high), printing progress on failure.
 pub fn wait_converged(hub: &Hub, edges: &[&Edge], expected: &[Option<u64>], within: Duration) {

@@ -60,15 +60,7 @@ fn future_alert() -> Message {
 
 /// `tributary_hub_sync_rejected_total` by reason.
 fn rejected(hub: &Hub) -> BTreeMap<String, u64> {
-    let text = get(hub.http, "/metrics").unwrap().text();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("tributary_hub_sync_rejected_total{reason=\""))
-        .filter_map(|l| {
-            let (reason, rest) = l.split_once('"')?;
-            let n = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
-            Some((reason.to_owned(), n as u64))
-        })
-        .collect()
+    tributary_tests::system::counters_by_label(hub.http, "tributary_hub_sync_rejected_total")
 }
 
 #[test]

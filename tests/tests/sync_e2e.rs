@@ -13,7 +13,9 @@
 use std::time::Duration;
 
 use tributary_testkit::{FaultProxy, Mode, Mosquitto, free_port};
-use tributary_tests::system::{self, Edge, Hub, HubBroker, Sim, assert_converged, wait_converged};
+use tributary_tests::system::{
+    self, Edge, Hub, HubBroker, Sim, assert_converged, assert_converges, wait_converged,
+};
 
 fn mosquitto() -> Option<Mosquitto> {
     match Mosquitto::start() {
@@ -185,16 +187,7 @@ fn the_embedded_broker_carries_the_same_protocol() {
     // Spikes: the detectors raise alerts, which must reach the hub too.
     s.spike_probability = 0.02;
     let edge = Edge::start("edge0", &tmp.path().join("edge0"), &logs, port, s, "");
-    wait_converged(
-        &hub,
-        &[&edge],
-        &[Some(s.readings())],
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        assert_converged(&hub, &[&edge], &["1m", "1h", "1d"]),
-        s.readings()
-    );
+    assert_converges(&hub, &edge, Duration::from_secs(60));
 
     // Every alert the gateway recorded is at the hub, once.
     let edge_alerts = system::json(edge.http, "/api/v1/alerts?limit=1000");
@@ -286,16 +279,7 @@ fn a_hub_restored_from_an_old_backup_gets_the_lost_range_again() {
         hub.nodes()[&edge.node]["watermark"].as_u64() < Some(acked),
         "the restored hub starts behind what it had acknowledged"
     );
-    wait_converged(
-        &hub,
-        &[&edge],
-        &[Some(s.readings())],
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        assert_converged(&hub, &[&edge], &["1m", "1h", "1d"]),
-        s.readings()
-    );
+    assert_converges(&hub, &edge, Duration::from_secs(60));
 }
 
 /// Anti-entropy (docs/protocol.md): rows the hub lost while its watermarks
@@ -345,42 +329,19 @@ fn a_hub_that_lost_rows_but_kept_its_watermarks_gets_them_back() {
     );
 
     // The two damaged cells (sensor × day) are found and re-stamped...
-    let counter = |addr, name: &str| -> u64 {
-        let text = tributary_testkit::http::get(addr, "/metrics")
-            .unwrap()
-            .text();
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
+    let counter = system::counter;
     let repaired = tributary_testkit::wait_until(Duration::from_secs(60), "repairs", || {
         counter(edge.http, "tributary_sync_repaired_cells_total") >= 2
     });
     assert!(repaired, "the gateway never re-sent the damaged cells");
     assert!(counter(hub.http, "tributary_hub_sync_repair_requests_total") >= 2);
     // ...and stream to the hub like new writes.
-    wait_converged(
-        &hub,
-        &[&edge],
-        &[Some(s.readings())],
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        assert_converged(&hub, &[&edge], &["1m", "1h", "1d"]),
-        s.readings()
-    );
+    assert_converges(&hub, &edge, Duration::from_secs(60));
 }
 
 /// Entries a hub merged itself (its `/metrics`), stale or applied.
 fn merged_by(hub: &Hub) -> u64 {
-    let text = tributary_testkit::http::get(hub.http, "/metrics")
-        .unwrap()
-        .text();
-    text.lines()
-        .filter(|l| l.starts_with("tributary_hub_merge_entries_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    system::counter(hub.http, "tributary_hub_merge_entries_total")
 }
 
 #[test]
