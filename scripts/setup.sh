@@ -23,11 +23,12 @@ rustc --version
 # - binutils-arm-none-eabi: firmware size reports;
 # - chromium: the dashboard's browser test (cloud-hub/tests/dashboard.rs);
 # - postgresql: the hub's PostgreSQL backend tests (each test runs its own
-#   throwaway cluster, tributary_testkit::Postgres, never the packaged one).
+#   throwaway cluster, tributary_testkit::Postgres, never the packaged one);
+# - openssl: a throwaway CA for the TLS tests (tributary_testkit::TestCa).
 APT_PACKAGES=(
     qemu-system-arm qemu-user mosquitto mosquitto-clients
     gcc-aarch64-linux-gnu binutils-arm-none-eabi curl python3 chromium
-    postgresql
+    postgresql openssl
 )
 # The 32-bit Pi build (armv7, Raspberry Pi OS armhf) is opt-in: it costs CI
 # about a minute more (docs/operations.md).

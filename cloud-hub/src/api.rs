@@ -151,6 +151,15 @@ fn wall_ms() -> u64 {
 /// in-flight requests finish first). Returns the bound address. Signals
 /// are left to the daemon. Must be called inside a running actix `System`.
 pub fn server(listen: SocketAddr, state: ApiState) -> std::io::Result<(Server, SocketAddr)> {
+    server_with_tls(listen, state, None)
+}
+
+/// [`server`], serving HTTPS with `tls` if given (docs/security.md).
+pub fn server_with_tls(
+    listen: SocketAddr,
+    state: ApiState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let data = web::Data::new(state);
@@ -163,10 +172,12 @@ pub fn server(listen: SocketAddr, state: ApiState) -> std::io::Result<(Server, S
     // do the work.
     .workers(2)
     .disable_signals()
-    .shutdown_timeout(10)
-    .listen(listener)?
-    .run();
-    Ok((server, addr))
+    .shutdown_timeout(10);
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, (*cfg).clone())?,
+        None => server.listen(listener)?,
+    };
+    Ok((server.run(), addr))
 }
 
 /// Registers every route, the error handlers and the response counter on

@@ -31,7 +31,7 @@ use crate::mqtt_gate::{self, GateConfig, RefusedFamily};
 const INTERNAL_USER: &str = "tributary-hub-internal";
 
 /// Settings of the embedded broker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BrokerConfig {
     /// Where to listen (MQTT 3.1.1). Port 0 picks a free port.
     pub listen: SocketAddr,
@@ -51,6 +51,9 @@ pub struct BrokerConfig {
     /// Per-node passwords: when not empty, only these nodes may connect,
     /// each only to its own topics (the [`mqtt_gate`]).
     pub node_passwords: HashMap<NodeId, String>,
+    /// Serve MQTT over TLS with this configuration (the [`mqtt_gate`]
+    /// terminates it); `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// How long [`EmbeddedBroker::start`] waits for the listener.
     pub ready_timeout: Duration,
 }
@@ -66,6 +69,7 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(30),
             credentials: None,
             node_passwords: HashMap::new(),
+            tls: None,
             ready_timeout: Duration::from_secs(10),
         }
     }
@@ -118,8 +122,9 @@ pub enum BrokerError {
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     thread: JoinHandle<()>,
-    /// With the gate: rumqttd's loopback address and the hub's account.
-    internal: Option<(SocketAddr, (String, String))>,
+    /// With the gate: rumqttd's loopback address and the hub's account
+    /// (none without node logins).
+    internal: Option<(SocketAddr, Option<(String, String)>)>,
 }
 
 /// A port on `ip` that was free a moment ago (bind port 0, read it, close).
@@ -173,7 +178,7 @@ impl EmbeddedBroker {
         cfg: &BrokerConfig,
         refused: RefusedFamily,
     ) -> Result<EmbeddedBroker, BrokerError> {
-        if cfg.node_passwords.is_empty() {
+        if cfg.node_passwords.is_empty() && cfg.tls.is_none() {
             return Self::start_plain(cfg);
         }
         // The public address belongs to the gate: take it now, so a busy
@@ -196,12 +201,16 @@ impl EmbeddedBroker {
         accounts.insert(INTERNAL_USER.to_owned(), internal_password.clone());
         let inner = Self::start_plain(&BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            credentials: Some(accounts),
+            // Without node logins (TLS only) rumqttd stays open, as the
+            // broker would be without the gate.
+            credentials: (!cfg.node_passwords.is_empty()).then_some(accounts),
             node_passwords: HashMap::new(),
+            tls: None,
             ..cfg.clone()
         })?;
         let gate = GateConfig {
             nodes: std::sync::Arc::new(cfg.node_passwords.clone()),
+            tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
             upstream: inner.addr,
             max_packet_bytes: cfg.max_payload_size.saturating_add(1024),
             refused,
@@ -222,11 +231,13 @@ impl EmbeddedBroker {
                 });
             })
             .map_err(BrokerError::Gate)?;
-        tracing::info!(%addr, nodes = cfg.node_passwords.len(),
-            "MQTT gate listening: per-node logins, own topics only");
+        tracing::info!(%addr, nodes = cfg.node_passwords.len(), tls = cfg.tls.is_some(),
+            "MQTT gate listening (with node logins: own topics only)");
+        let account =
+            (!cfg.node_passwords.is_empty()).then(|| (INTERNAL_USER.to_owned(), internal_password));
         Ok(EmbeddedBroker {
             addr,
-            internal: Some((inner.addr, (INTERNAL_USER.to_owned(), internal_password))),
+            internal: Some((inner.addr, account)),
             thread: inner.thread,
         })
     }
@@ -291,7 +302,7 @@ impl EmbeddedBroker {
     /// rumqttd behind the gate, or [`addr`](Self::addr) without one.
     pub fn hub_endpoint(&self) -> (SocketAddr, Option<(String, String)>) {
         match &self.internal {
-            Some((a, creds)) => (*a, Some(creds.clone())),
+            Some((a, creds)) => (*a, creds.clone()),
             None => (self.addr, None),
         }
     }

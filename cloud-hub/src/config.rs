@@ -58,6 +58,10 @@ struct RawHttp {
     reader_tokens: Vec<String>,
     #[serde(default)]
     admin_tokens: Vec<String>,
+    #[serde(default)]
+    tls_cert: String,
+    #[serde(default)]
+    tls_key: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -75,6 +79,10 @@ struct RawBroker {
     shared_group: String,
     #[serde(default)]
     node_passwords: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    tls_cert: String,
+    #[serde(default)]
+    tls_key: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -127,6 +135,10 @@ pub struct Config {
     pub api_tokens: crate::api::auth::Tokens,
     /// Per-node MQTT passwords for the embedded broker (none: open).
     pub node_passwords: std::collections::HashMap<tributary_core::ids::NodeId, String>,
+    /// HTTPS for the API and dashboard (none: plain HTTP).
+    pub http_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// MQTT over TLS for the embedded broker (none: plain TCP).
+    pub broker_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Embedded or external broker.
     pub broker: BrokerMode,
     /// The MQTT client and merge settings.
@@ -271,6 +283,28 @@ impl RawConfig {
             node_passwords.is_empty() || self.broker.mode == "embedded",
             "broker.node_passwords is for the embedded broker; give an external broker its own accounts and ACL (docs/security.md)",
         );
+        // Loaded now: a bad file fails the start, naming it.
+        let tls = |section: &str, cert: &str, key: &str| match (cert.is_empty(), key.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => tributary_service::tls::server_config(cert.as_ref(), key.as_ref())
+                .map(Some)
+                .map_err(|e| format!("{section}.tls_cert / tls_key: {e}")),
+            _ => Err(format!(
+                "{section}.tls_cert and {section}.tls_key go together"
+            )),
+        };
+        let mut tls_or_report = |r: Result<_, String>| {
+            r.unwrap_or_else(|e| {
+                check(false, &e);
+                None
+            })
+        };
+        let http_tls = tls_or_report(tls("http", &self.http.tls_cert, &self.http.tls_key));
+        let broker_tls = tls_or_report(tls("broker", &self.broker.tls_cert, &self.broker.tls_key));
+        check(
+            broker_tls.is_none() || self.broker.mode == "embedded",
+            "broker.tls_cert is for the embedded broker; an external broker has its own TLS settings",
+        );
         let all_tokens: Vec<&String> = self
             .http
             .reader_tokens
@@ -366,6 +400,8 @@ impl RawConfig {
             readers: self.http.readers,
             online_window,
             node_passwords,
+            http_tls,
+            broker_tls,
             api_tokens: crate::api::auth::Tokens::new(
                 &self.http.reader_tokens,
                 &self.http.admin_tokens,

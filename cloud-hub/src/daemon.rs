@@ -97,6 +97,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
                     listen: *listen,
                     max_payload_size: config.sync.max_packet_bytes,
                     node_passwords: config.node_passwords.clone(),
+                    tls: config.broker_tls.clone(),
                     ..BrokerConfig::default()
                 },
                 metrics.broker_refused.clone(),
@@ -130,18 +131,25 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
     });
 
-    if !config.api_tokens.enabled() && !config.http_listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.http_listen,
-            "the API is open to anyone who can reach this address: set http.reader_tokens / http.admin_tokens");
+    if !config.http_listen.ip().is_loopback() {
+        if !config.api_tokens.enabled() {
+            tracing::warn!(listen = %config.http_listen,
+                "the API is open to anyone who can reach this address: set http.reader_tokens / http.admin_tokens");
+        } else if config.http_tls.is_none() {
+            tracing::warn!(listen = %config.http_listen,
+                "API tokens travel in clear over plain HTTP: set http.tls_cert / http.tls_key");
+        }
     }
     let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
         .with_online_window(config.online_window)
         .with_tokens(config.api_tokens.clone());
     let (server, http) =
-        crate::api::server(config.http_listen, state).map_err(|source| DaemonError::Http {
-            addr: config.http_listen,
-            source,
-        })?;
+        crate::api::server_with_tls(config.http_listen, state, config.http_tls.clone()).map_err(
+            |source| DaemonError::Http {
+                addr: config.http_listen,
+                source,
+            },
+        )?;
     let handle = server.handle();
     let server_task = tokio::spawn(server);
     Ok(Running {

@@ -16,8 +16,7 @@
 //!
 //! - [`mqtt_gate`]: per-node MQTT logins and the own-topics rule in front
 //!   of the embedded broker; [`api::auth`]: bearer tokens (docs/security.md).
-//!
-//! Not yet (issue #5): TLS.
+//!   Both listeners serve TLS from PEM files when configured.
 #![warn(missing_docs)]
 
 pub mod api;

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tributary_core::ids::NodeId;
 
@@ -200,8 +200,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The gate's settings.
 #[derive(Clone)]
 pub struct GateConfig {
-    /// Each node's password, by node id.
+    /// Each node's password, by node id. Empty: no login check and no
+    /// topic rule (the gate then only terminates TLS).
     pub nodes: Arc<HashMap<NodeId, String>>,
+    /// Terminate TLS with this configuration (MQTT over TLS, port 8883 by
+    /// convention); `None`: plain TCP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// rumqttd's loopback address.
     pub upstream: SocketAddr,
     /// Largest packet a client may send, in bytes.
@@ -215,6 +219,7 @@ impl std::fmt::Debug for GateConfig {
         f.debug_struct("GateConfig")
             .field("nodes", &self.nodes.len())
             .field("upstream", &self.upstream)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -227,7 +232,23 @@ pub async fn serve(listener: TcpListener, cfg: GateConfig) {
             Ok((client, peer)) => {
                 let cfg = cfg.clone();
                 tokio::spawn(async move {
-                    if let Err(reason) = relay(client, peer, &cfg).await {
+                    let _ = client.set_nodelay(true);
+                    let res = match &cfg.tls {
+                        None => relay(client, peer, &cfg).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(client))
+                                .await
+                            {
+                                Ok(Ok(tls)) => relay(tls, peer, &cfg).await,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%peer, error = %e, "MQTT TLS handshake failed");
+                                    Err("tls_handshake")
+                                }
+                                Err(_) => Err("tls_handshake"),
+                            }
+                        }
+                    };
+                    if let Err(reason) = res {
                         cfg.refused.get_or_create(&vec![("reason", reason)]).inc();
                     }
                 });
@@ -243,12 +264,11 @@ pub async fn serve(listener: TcpListener, cfg: GateConfig) {
 
 /// One client: authenticate, then relay with the topic check. `Err` is the
 /// refusal reason (already logged).
-async fn relay(
-    mut client: TcpStream,
+async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut client: S,
     peer: SocketAddr,
     cfg: &GateConfig,
 ) -> Result<(), &'static str> {
-    let _ = client.set_nodelay(true);
     let mut buf = Vec::with_capacity(4096);
     let first = tokio::time::timeout(CONNECT_TIMEOUT, next_packet(&mut client, &mut buf, cfg))
         .await
@@ -283,7 +303,7 @@ async fn relay(
     })?;
     let _ = upstream.set_nodelay(true);
     let (mut up_read, mut up_write) = upstream.into_split();
-    let (mut client_read, mut client_write) = client.into_split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     // Broker → client: verbatim.
     let down = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
@@ -295,15 +315,20 @@ async fn relay(
             // Forward every complete packet already buffered (the CONNECT
             // first), checking what it may do.
             while let Some((packet, len)) = parse(&buf, cfg.max_packet_bytes).map_err(|m| m.0)? {
+                // Without logins (TLS only) there is no identity to hold
+                // a client to.
+                let own = node.as_deref();
                 match packet {
-                    Packet::Publish { topic } if !may_publish(&node, &topic) => {
-                        tracing::warn!(%node, %topic, "MQTT publish on a foreign topic: connection closed");
+                    Packet::Publish { topic } if own.is_some_and(|n| !may_publish(n, &topic)) => {
+                        tracing::warn!(?node, %topic, "MQTT publish on a foreign topic: connection closed");
                         return Err("foreign_topic");
                     }
                     Packet::Subscribe { filters }
-                        if filters.iter().any(|f| *f != format!("tributary/v1/{node}/ack")) =>
+                        if own.is_some_and(|n| {
+                            filters.iter().any(|f| *f != format!("tributary/v1/{n}/ack"))
+                        }) =>
                     {
-                        tracing::warn!(%node, ?filters, "MQTT subscribe outside the node's ack topic: connection closed");
+                        tracing::warn!(?node, ?filters, "MQTT subscribe outside the node's ack topic: connection closed");
                         return Err("foreign_subscription");
                     }
                     // A second CONNECT is a protocol violation.
@@ -329,8 +354,8 @@ async fn relay(
 }
 
 /// Reads until `buf` holds a complete packet; `Ok(None)` at EOF first.
-async fn next_packet(
-    client: &mut TcpStream,
+async fn next_packet<S: AsyncRead + Unpin>(
+    client: &mut S,
     buf: &mut Vec<u8>,
     cfg: &GateConfig,
 ) -> Result<Option<(Packet, usize)>, Malformed> {
@@ -355,7 +380,10 @@ fn check_login(
     cfg: &GateConfig,
     username: Option<&str>,
     password: Option<&[u8]>,
-) -> Result<String, &'static str> {
+) -> Result<Option<String>, &'static str> {
+    if cfg.nodes.is_empty() {
+        return Ok(None);
+    }
     let username = username.ok_or("no_username")?;
     let node: NodeId = username
         .parse()
@@ -367,7 +395,7 @@ fn check_login(
     if !constant_time_eq(expected.as_bytes(), given) {
         return Err("bad_password");
     }
-    Ok(node.to_string())
+    Ok(Some(node.to_string()))
 }
 
 #[cfg(test)]
@@ -506,12 +534,13 @@ mod tests {
                 NodeId(0xab),
                 "secret-secret-16".to_owned(),
             )])),
+            tls: None,
             upstream: "127.0.0.1:1".parse().unwrap(),
             max_packet_bytes: 1024,
             refused: RefusedFamily::default(),
         };
         let ok = check_login(&cfg, Some("00000000000000ab"), Some(b"secret-secret-16"));
-        assert_eq!(ok.as_deref(), Ok("00000000000000ab"));
+        assert_eq!(ok, Ok(Some("00000000000000ab".to_owned())));
         assert_eq!(
             check_login(&cfg, Some("ab"), Some(b"secret-secret-16")),
             Err("unknown_node")
@@ -529,6 +558,12 @@ mod tests {
             Err("bad_password")
         );
         assert_eq!(check_login(&cfg, None, None), Err("no_username"));
+        // Without node logins (TLS only) anyone gets in, as nobody.
+        let open = GateConfig {
+            nodes: Arc::default(),
+            ..cfg
+        };
+        assert_eq!(check_login(&open, None, None), Ok(None));
     }
 
     proptest! {

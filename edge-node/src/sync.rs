@@ -57,6 +57,10 @@ pub struct UplinkOptions {
     pub username: String,
     /// MQTT password; empty: none sent (an open broker).
     pub password: Secret,
+    /// MQTT over TLS: the PEM file of the CA that signed the broker's
+    /// certificate (the fleet's own CA; `host` must match the certificate).
+    /// Empty: plain TCP.
+    pub tls_ca: String,
     /// MQTT keep-alive (at least 1 s): how soon a silent, dead connection
     /// is noticed.
     #[serde(with = "duration_str")]
@@ -122,6 +126,7 @@ impl Default for UplinkOptions {
             client_id: String::new(),
             username: String::new(),
             password: Secret::default(),
+            tls_ca: String::new(),
             keep_alive: Duration::from_secs(15),
             finest_resolution: Resolution::Minute,
             max_batch_bytes: node.max_batch_bytes,
@@ -191,6 +196,11 @@ impl UplinkOptions {
             p.push(
                 "retransmit_after, tick, heartbeat and digest_interval must be above 0".to_owned(),
             );
+        }
+        if !self.tls_ca.is_empty()
+            && let Err(e) = tributary_service::tls::client_config(self.tls_ca.as_ref())
+        {
+            p.push(format!("tls_ca: {e}"));
         }
         if self.digest_cells > 256 {
             p.push("digest_cells must be at most 256 (the hub compares no more)".to_owned());
@@ -349,6 +359,15 @@ pub async fn run(
         opts.client_id.clone()
     };
     let mut mqtt = rumqttc::MqttOptions::new(client_id, &opts.host, opts.port);
+    if !opts.tls_ca.is_empty() {
+        // Checked by `validate` above; read again here, as the file is
+        // small and the uplink starts once.
+        let tls = tributary_service::tls::client_config(opts.tls_ca.as_ref())
+            .map_err(|e| UplinkError(format!("tls_ca: {e}")))?;
+        mqtt.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+        ));
+    }
     if !opts.password.0.is_empty() || !opts.username.is_empty() {
         let user = if opts.username.is_empty() {
             node.to_string()

@@ -7,6 +7,9 @@
 //!   logs on stderr, colours only on a terminal.
 //! - [`wait_for_signal`]: SIGINT or SIGTERM.
 //! - [`mqtt_disconnect`]: leave an MQTT broker politely on shutdown.
+//! - [`tls`]: rustls configurations from PEM files.
+
+pub mod tls;
 
 use std::io;
 use std::path::Path;

@@ -35,6 +35,7 @@ mod mosquitto;
 mod postgres;
 mod proxy;
 mod schedule;
+mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ pub use mosquitto::{Mosquitto, MosquittoOptions};
 pub use postgres::{DEFAULT_DATABASE, Postgres, PostgresOptions};
 pub use proxy::{FaultProxy, Mode, ProxyStats, ScheduleRunner};
 pub use schedule::{SplitMix64, Step, schedule};
+pub use tls::TestCa;
 
 /// How often [`wait_until`] and [`poll_for`] re-check their condition:
 /// fast enough that tests do not idle, slow enough not to steal one of the

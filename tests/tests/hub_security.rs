@@ -168,3 +168,58 @@ fn only_nodes_with_their_password_get_in_and_only_to_their_own_topics() {
         sim.readings()
     );
 }
+
+/// The same gateway login over MQTT with TLS: the hub's embedded broker
+/// serves a certificate from a throwaway CA, the gateway trusts that CA
+/// (`[uplink] tls_ca`), and the hub ends with exactly what it computed.
+#[test]
+fn a_gateway_syncs_over_mqtt_tls_with_its_login() {
+    let ca = match tributary_testkit::TestCa::generate("hub") {
+        Ok(Some(ca)) => ca,
+        Ok(None) => {
+            eprintln!("skipped: openssl is not installed");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    let port = free_port();
+    let sim = Sim {
+        sensors: 2,
+        first_sensor: 600,
+        rate_hz: 20.0,
+        ticks: 100,
+        seed: 52,
+        spike_probability: 0.0,
+    };
+    let edge = Edge::start(
+        "edge0",
+        &tmp.path().join("edge0"),
+        &logs,
+        port,
+        sim,
+        &format!(
+            "password = \"{EDGE_PASSWORD}\"\ntls_ca = \"{}\"",
+            ca.ca.display()
+        ),
+    );
+    let hub = Hub::start_with(
+        &tmp.path().join("hub"),
+        &logs,
+        HubBroker::Embedded(port),
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n[broker.node_passwords]\n\"{}\" = \"{EDGE_PASSWORD}\"\n",
+            ca.cert.display(),
+            ca.key.display(),
+            edge.node
+        ),
+    );
+    assert_converges(&hub, &edge, Duration::from_secs(60));
+    // Plain MQTT to the TLS port, even with the right login, gets nowhere.
+    assert!(login(port, "plain", Some((&edge.node, EDGE_PASSWORD))).is_err());
+    let counted = poll_for(Duration::from_secs(10), || {
+        (refused(&hub).get("tls_handshake") >= Some(&1)).then_some(())
+    });
+    assert!(counted.is_some(), "{:?}", refused(&hub));
+}

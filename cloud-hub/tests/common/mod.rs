@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tributary_hub::api::auth::Tokens;
-use tributary_hub::api::{ApiState, Health, server};
+use tributary_hub::api::{ApiState, Health, server_with_tls};
 use tributary_hub::metrics::Metrics;
 use tributary_hub::store::actor::{start_readers, start_writer};
 use tributary_hub::store::{SqliteOptions, SqliteStore};
@@ -65,6 +65,24 @@ pub fn serve_with<T>(
     tokens: Tokens,
     seed: impl FnOnce(&mut SqliteStore, u64) -> T,
 ) -> (ServedHub, T, u64) {
+    serve_full(mqtt_connected, tokens, None, seed)
+}
+
+/// [`serve`] over HTTPS with `tls`.
+pub fn serve_tls<T>(
+    tls: Arc<rustls::ServerConfig>,
+    seed: impl FnOnce(&mut SqliteStore, u64) -> T,
+) -> (ServedHub, T, u64) {
+    serve_full(false, Tokens::default(), Some(tls), seed)
+}
+
+fn serve_full<T>(
+    mqtt_connected: bool,
+    tokens: Tokens,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    seed: impl FnOnce(&mut SqliteStore, u64) -> T,
+) -> (ServedHub, T, u64) {
+    let https = tls.is_some();
     let dir = tempfile::tempdir().unwrap();
     let opts = SqliteOptions {
         path: dir.path().join("hub.db"),
@@ -90,7 +108,7 @@ pub fn serve_with<T>(
             let state = ApiState::new(reader, writer, metrics, h)
                 .with_online_window(Duration::from_secs(300))
                 .with_tokens(tokens);
-            let (srv, addr) = server("127.0.0.1:0".parse().unwrap(), state).unwrap();
+            let (srv, addr) = server_with_tls("127.0.0.1:0".parse().unwrap(), state, tls).unwrap();
             let handle = srv.handle();
             let running = actix::spawn(srv);
             addr_tx.send(addr).unwrap();
@@ -100,10 +118,14 @@ pub fn serve_with<T>(
         });
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let up = poll_for(Duration::from_secs(20), || {
-        get(addr, "/healthz").ok().filter(|r| r.status == 200)
-    });
-    assert!(up.is_some(), "hub not up");
+    // Over HTTPS the test checks readiness itself (the listener is bound
+    // before the address is sent).
+    let up = https
+        || poll_for(Duration::from_secs(20), || {
+            get(addr, "/healthz").ok().filter(|r| r.status == 200)
+        })
+        .is_some();
+    assert!(up, "hub not up");
     let db = dir.path().join("hub.db");
     (
         ServedHub {
