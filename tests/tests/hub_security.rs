@@ -58,19 +58,25 @@ fn dropped(conn: &mut rumqttc::Connection) -> bool {
     false
 }
 
-#[test]
-fn only_nodes_with_their_password_get_in_and_only_to_their_own_topics() {
+/// A gateway with its password (and `uplink_extra`) and a hub with the
+/// passwords of that gateway and of [`OTHER`] (and `broker_extra` in its
+/// `[broker]` section), both running, not yet converged. The gateway
+/// starts first (it retries until the hub is up): its node id is drawn at
+/// its first start, and the hub's password list needs it.
+fn gateway_and_hub(
+    seed: u64,
+    uplink_extra: &str,
+    broker_extra: &str,
+) -> (tempfile::TempDir, u16, Edge, Hub) {
     let tmp = tempfile::tempdir().unwrap();
     let logs = tmp.path().join("logs");
     let port = free_port();
-    // The gateway first (it retries until the hub is up): its node id is
-    // drawn at its first start, and the hub's password list needs it.
     let sim = Sim {
         sensors: 2,
         first_sensor: 500,
         rate_hz: 20.0,
         ticks: 100,
-        seed: 51,
+        seed,
         spike_probability: 0.0,
     };
     let edge = Edge::start(
@@ -79,17 +85,23 @@ fn only_nodes_with_their_password_get_in_and_only_to_their_own_topics() {
         &logs,
         port,
         sim,
-        &format!("password = \"{EDGE_PASSWORD}\""),
+        &format!("password = \"{EDGE_PASSWORD}\"\n{uplink_extra}"),
     );
     let hub = Hub::start_with(
         &tmp.path().join("hub"),
         &logs,
         HubBroker::Embedded(port),
         &format!(
-            "[broker.node_passwords]\n\"{}\" = \"{EDGE_PASSWORD}\"\n\"{OTHER}\" = \"{OTHER_PASSWORD}\"\n",
+            "{broker_extra}[broker.node_passwords]\n\"{}\" = \"{EDGE_PASSWORD}\"\n\"{OTHER}\" = \"{OTHER_PASSWORD}\"\n",
             edge.node
         ),
     );
+    (tmp, port, edge, hub)
+}
+
+#[test]
+fn only_nodes_with_their_password_get_in_and_only_to_their_own_topics() {
+    let (_tmp, port, edge, hub) = gateway_and_hub(51, "", "");
     assert_converges(&hub, &edge, Duration::from_secs(60));
 
     // Refused at CONNECT.
@@ -165,7 +177,7 @@ fn only_nodes_with_their_password_get_in_and_only_to_their_own_topics() {
     // gateway's record is its own, still converged.
     assert_eq!(
         assert_converged(&hub, &[&edge], &["1m", "1h", "1d"]),
-        sim.readings()
+        edge.sim.readings()
     );
 }
 
@@ -182,37 +194,13 @@ fn a_gateway_syncs_over_mqtt_tls_with_its_login() {
         }
         Err(e) => panic!("{e}"),
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let logs = tmp.path().join("logs");
-    let port = free_port();
-    let sim = Sim {
-        sensors: 2,
-        first_sensor: 600,
-        rate_hz: 20.0,
-        ticks: 100,
-        seed: 52,
-        spike_probability: 0.0,
-    };
-    let edge = Edge::start(
-        "edge0",
-        &tmp.path().join("edge0"),
-        &logs,
-        port,
-        sim,
+    let (_tmp, port, edge, hub) = gateway_and_hub(
+        52,
+        &format!("tls_ca = \"{}\"", ca.ca.display()),
         &format!(
-            "password = \"{EDGE_PASSWORD}\"\ntls_ca = \"{}\"",
-            ca.ca.display()
-        ),
-    );
-    let hub = Hub::start_with(
-        &tmp.path().join("hub"),
-        &logs,
-        HubBroker::Embedded(port),
-        &format!(
-            "tls_cert = \"{}\"\ntls_key = \"{}\"\n[broker.node_passwords]\n\"{}\" = \"{EDGE_PASSWORD}\"\n",
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
             ca.cert.display(),
-            ca.key.display(),
-            edge.node
+            ca.key.display()
         ),
     );
     assert_converges(&hub, &edge, Duration::from_secs(60));
