@@ -56,6 +56,13 @@ pub struct EnsembleConfig {
     /// How much the long-term normalisation counts: 0 scores the combined
     /// surprise directly, 1 scores only how unusual it is for this stream.
     pub normalise: f32,
+    /// Floor of the normalisation's standard deviation, as a multiple of the
+    /// long-run mean of the combined surprise *before* the recurring-hour
+    /// discount. Without it a periodic series, whose discounted surprise is
+    /// 0 almost always, collapses the reference to 0 and its next small peak
+    /// scores a z in the tens (issue #7). A stream that is never surprised
+    /// keeps no floor, so its first surprise still counts in full.
+    pub norm_floor: f32,
     /// The ensemble's surprise is the combined surprise divided by this, so
     /// its score `1 − e^(−s/scale)` spreads over `[0, 1]` instead of
     /// crowding just below 1 (a z-score of 10 is 53 nats).
@@ -88,6 +95,7 @@ impl EnsembleConfig {
         short_alpha: 0.3,
         long_alpha: 0.003,
         normalise: 0.3,
+        norm_floor: 1.0,
         scale: 10.0,
         refractory: 120,
         rearm: 100.0,
@@ -156,6 +164,7 @@ pub struct Ensemble {
     rate: RateOfChange,
     seasonal: Seasonal,
     long: Ewma,
+    undiscounted: f64,
     recurring: [f32; 24],
     short: f64,
     hold: f64,
@@ -165,7 +174,7 @@ pub struct Ensemble {
 
 impl Ensemble {
     /// State size in bytes (`size_of::<Ensemble>()`).
-    pub const STATE_BYTES: usize = 1864;
+    pub const STATE_BYTES: usize = 1872;
 
     /// An ensemble with every detector at its default and `config`.
     pub const fn new(config: EnsembleConfig) -> Self {
@@ -179,6 +188,7 @@ impl Ensemble {
             rate: RateOfChange::new(config.alpha as f64, 4.0, 30),
             seasonal: Seasonal::new(config.seasonal_alpha as f64, 2),
             long: Ewma::NEW,
+            undiscounted: 0.0,
             recurring: [0.0; 24],
             short: 0.0,
             hold: 0.0,
@@ -268,6 +278,10 @@ impl Detector for Ensemble {
         let range = self.config.range.step_surprise(t, x);
         let raw = self.combined(t, x);
         self.samples = self.samples.saturating_add(1);
+        // The scale of this stream's surprise before the discount: a running
+        // mean at first, then an EWMA as slow as the normalisation's.
+        let w = f64::from(self.config.long_alpha).max(1.0 / f64::from(self.samples));
+        self.undiscounted += w * (raw - self.undiscounted);
         // Discount what recurs at this hour of the day (a nightly backup
         // spike is not an anomaly the third time), remembering the largest
         // surprise of each hour with a slow decay.
@@ -286,7 +300,9 @@ impl Detector for Ensemble {
         let a = f64::from(self.config.short_alpha);
         self.short += a * (raw - self.short);
         let normalised = if self.long.n > 30 {
-            let z = self.long.z(self.short);
+            let floor = f64::from(self.config.norm_floor) * self.undiscounted;
+            let z = (self.short - self.long.mean) / self.long.std().max(floor);
+            let z = if z.is_nan() { 0.0 } else { z };
             // One-sided: only more surprising than usual counts.
             z_score_to_surprise(z.max(0.0)) - core::f64::consts::LN_2
         } else {

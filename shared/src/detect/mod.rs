@@ -31,7 +31,7 @@
 //! | [`RateOfChange`] | jumps between consecutive samples | 64 | `alpha = 0.01`, `clip = 4σ`, `warmup = 30` |
 //! | [`RangeLimits`] | values outside configured `[min, max]` | 16 | disabled (`−∞ ..= +∞`) |
 //! | [`Seasonal`] | deviations from the hour-of-day / hour-of-week profile | 1032 | `alpha = 0.1` per 5 min, `warmup = 2` samples per slot from earlier visits |
-//! | [`Ensemble`] | all of the above, one calibrated score | 1864 | [`EnsembleConfig::DEFAULT`] |
+//! | [`Ensemble`] | all of the above, one calibrated score | 1872 | [`EnsembleConfig::DEFAULT`] |
 //!
 //! The sizes are `core::mem::size_of`, asserted at compile time on every
 //! target (the 32-bit thumb ones included: `f64` and `u64` are 8-byte aligned
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(RateOfChange::STATE_BYTES, 64);
         assert_eq!(RangeLimits::STATE_BYTES, 16);
         assert_eq!(Seasonal::STATE_BYTES, 1032);
-        assert_eq!(Ensemble::STATE_BYTES, 1864);
+        assert_eq!(Ensemble::STATE_BYTES, 1872);
     }
 
     #[test]
