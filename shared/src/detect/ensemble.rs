@@ -95,11 +95,11 @@ impl EnsembleConfig {
         short_alpha: 0.3,
         long_alpha: 0.003,
         normalise: 0.3,
-        norm_floor: 1.0,
-        scale: 10.0,
+        norm_floor: 2.0,
+        scale: 8.3,
         refractory: 120,
         rearm: 100.0,
-        alarm: 0.7,
+        alarm: 0.766,
         range: RangeLimits::DISABLED,
     };
 }
