@@ -176,7 +176,10 @@ fn a_spike_in_the_sine_still_alarms() {
                     spike = score;
                 }
             }
-            assert!(spike >= DEFAULT_ALERT_THRESHOLD, "{spike} at {spike_at}, {config:?}");
+            assert!(
+                spike >= DEFAULT_ALERT_THRESHOLD,
+                "{spike} at {spike_at}, {config:?}"
+            );
         }
     }
 }
@@ -249,4 +252,3 @@ proptest! {
         prop_assert_eq!(found.first(), None, "{:?}: {} alarms", s, found.len());
     }
 }
-

@@ -91,11 +91,11 @@ pub use zscore::EwmaZScore;
 use crate::ids::Timestamp;
 
 /// The alert threshold on [`Ensemble`] scores that gateways and tools use
-/// unless configured otherwise: the threshold NAB's optimiser picked for the
-/// default ensemble on the standard profile (0.796), rounded. Since the fix
-/// of issue #7 it picks 0.743, and 0.8 costs 1.8 points (62.74 against
-/// 64.54, docs/detection.md); it is kept until the defaults are retuned.
-/// Raise it to trade missed anomalies for fewer false alarms.
+/// unless configured otherwise. The default ensemble's `scale` is chosen so
+/// that this is NAB's optimal threshold on the standard profile, rounded
+/// down: the optimiser picks 0.805 and 0.8 scores 61.58 against 61.68
+/// (docs/detection.md). Raise it to trade missed anomalies for fewer false
+/// alarms.
 pub const DEFAULT_ALERT_THRESHOLD: f64 = 0.8;
 
 // The documented state sizes hold on every target this crate builds for,
