@@ -158,6 +158,24 @@ fn smooth_sine_with_the_recurring_discount_does_not_alarm() {
     assert_eq!(alarms(EnsembleConfig::DEFAULT, s), []);
 }
 
+/// The floor is what fixes it: without it the same sine alarms again, so
+/// the test above is not passing by accident of tuning.
+#[test]
+fn without_the_normalisation_floor_the_discounted_sine_alarms() {
+    let s = Sine {
+        period: 40.0,
+        amp: 0.001,
+        start_ms: 1_600_000_000_000,
+        samples: 4_000,
+        ..Sine::REPRO
+    };
+    let config = EnsembleConfig {
+        norm_floor: 0.0,
+        ..EnsembleConfig::DEFAULT
+    };
+    assert_ne!(alarms(config, s), []);
+}
+
 /// The same pipeline still sees a real anomaly in such a series, so the
 /// tests above are not passing because the ensemble went deaf.
 #[test]
