@@ -138,17 +138,15 @@ fn two_days_at_one_hertz_do_not_alarm() {
     }
 }
 
-/// Known, not fixed here: with the recurring-hour discount on (the default),
-/// most smooth sines still alarm, at any sample rate. The discount drives the
-/// combined surprise of a periodic series (a Page-Hinkley peak every cycle)
-/// to exactly 0 for most samples, the long-run reference of the normalisation
-/// step learns those zeros, its variance collapses, and the next peak a
-/// fraction of a nat above the remembered one scores a z in the tens.
-/// Letting the reference learn the undiscounted surprise fixes this, but the
-/// defaults were tuned with the collapse in place and NAB's standard score
-/// falls by about 6 points (below 60) without a retune, so it is left to one.
+/// With the recurring-hour discount on (the default), the discount drives
+/// the combined surprise of a periodic series (a Page-Hinkley peak every
+/// cycle) to exactly 0 for most samples. Before the fix the long-run
+/// reference of the normalisation step learned those zeros, its variance
+/// collapsed, and the next peak a fraction of a nat above the remembered one
+/// (or the first peak in a new hour of the day) scored a z in the tens, so
+/// most smooth sines alarmed, at any sample rate. The reference's deviation
+/// is now floored at `norm_floor` times the mean undiscounted surprise.
 #[test]
-#[ignore = "recurring discount + normalisation collapse; needs a retune (see the doc comment)"]
 fn smooth_sine_with_the_recurring_discount_does_not_alarm() {
     let s = Sine {
         period: 40.0,
@@ -160,23 +158,48 @@ fn smooth_sine_with_the_recurring_discount_does_not_alarm() {
     assert_eq!(alarms(EnsembleConfig::DEFAULT, s), []);
 }
 
+/// The floor is what fixes it: without it the same sine alarms again, so
+/// the test above is not passing by accident of tuning.
+#[test]
+fn without_the_normalisation_floor_the_discounted_sine_alarms() {
+    let s = Sine {
+        period: 40.0,
+        amp: 0.001,
+        start_ms: 1_600_000_000_000,
+        samples: 4_000,
+        ..Sine::REPRO
+    };
+    let config = EnsembleConfig {
+        norm_floor: 0.0,
+        ..EnsembleConfig::DEFAULT
+    };
+    assert_ne!(alarms(config, s), []);
+}
+
 /// The same pipeline still sees a real anomaly in such a series, so the
 /// tests above are not passing because the ensemble went deaf.
 #[test]
 fn a_spike_in_the_sine_still_alarms() {
-    let mut ensemble = Ensemble::new(no_recurring());
-    let s = Sine::REPRO;
-    let mut spike = 0.0;
-    for i in 0..s.samples {
-        let t = Timestamp::from_millis(s.start_ms + i * s.step_ms);
-        let x = s.amp * (core::f64::consts::TAU * i as f64 / s.period).sin();
-        let x = if i == 2_500 { x + 5.0 } else { x };
-        let score = ensemble.step(t, x);
-        if i == 2_500 {
-            spike = score;
+    for config in [no_recurring(), EnsembleConfig::DEFAULT] {
+        for spike_at in [2_500, 2_950] {
+            let mut ensemble = Ensemble::new(config);
+            let s = Sine::REPRO;
+            let mut spike = 0.0;
+            for i in 0..s.samples {
+                let t = Timestamp::from_millis(s.start_ms + i * s.step_ms);
+                let x = s.amp * (core::f64::consts::TAU * i as f64 / s.period).sin();
+                let x = if i == spike_at { x + 5.0 } else { x };
+                let score = ensemble.step(t, x);
+                if i == spike_at {
+                    spike = score;
+                }
+            }
+            assert!(
+                spike >= DEFAULT_ALERT_THRESHOLD,
+                "{spike} at {spike_at}, {config:?}"
+            );
         }
     }
-    assert!(spike >= DEFAULT_ALERT_THRESHOLD, "{spike}");
 }
 
 /// Every score of `s` under `config`.
@@ -220,5 +243,30 @@ proptest! {
         let b = scores(no_recurring(), moved);
         let first_difference = a.iter().zip(&b).position(|(x, y)| x.to_bits() != y.to_bits());
         prop_assert_eq!(first_difference, None, "{:?} moved by {} ms", s, shift_ms);
+    }
+
+    /// Issue #7 under the defaults: a smooth sine of any period, amplitude,
+    /// phase, level and sample rate, started anywhere on the clock (so it
+    /// crosses hour boundaries, and a day boundary at most once), never
+    /// reaches the alert threshold once the ensemble has warmed up.
+    ///
+    /// It stays within 23 hours: from the second day on, the seasonal
+    /// profile of a sine whose period nearly divides a day (4.9 cycles a
+    /// day, say) fits well enough to count and then drifts out of phase,
+    /// which can alarm (about 1 case in 3 000 here); that is the seasonal
+    /// model's limit, not issue #7. The two-day tests above cover day two.
+    #[test]
+    fn smooth_sines_never_alarm_under_the_defaults(
+        period in 10.0..1_000.0f64,
+        phase in 0.0..core::f64::consts::TAU,
+        amp in 1e-3..1e3f64,
+        level in -1e3..1e3f64,
+        start_ms in 1_600_000_000_000u64..1_900_000_000_000,
+        step_ms in prop_oneof![Just(1_000u64), Just(60_000), 100u64..120_000],
+    ) {
+        let samples = (23 * 3_600_000 / step_ms).min(4_000);
+        let s = Sine { start_ms, step_ms, period, phase, amp, level, noise: 0.0, samples };
+        let found = alarms(EnsembleConfig::DEFAULT, s);
+        prop_assert_eq!(found.first(), None, "{:?}: {} alarms", s, found.len());
     }
 }

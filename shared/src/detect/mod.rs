@@ -31,7 +31,7 @@
 //! | [`RateOfChange`] | jumps between consecutive samples | 64 | `alpha = 0.01`, `clip = 4σ`, `warmup = 30` |
 //! | [`RangeLimits`] | values outside configured `[min, max]` | 16 | disabled (`−∞ ..= +∞`) |
 //! | [`Seasonal`] | deviations from the hour-of-day / hour-of-week profile | 1032 | `alpha = 0.1` per 5 min, `warmup = 2` samples per slot from earlier visits |
-//! | [`Ensemble`] | all of the above, one calibrated score | 1864 | [`EnsembleConfig::DEFAULT`] |
+//! | [`Ensemble`] | all of the above, one calibrated score | 1872 | [`EnsembleConfig::DEFAULT`] |
 //!
 //! The sizes are `core::mem::size_of`, asserted at compile time on every
 //! target (the 32-bit thumb ones included: `f64` and `u64` are 8-byte aligned
@@ -91,11 +91,11 @@ pub use zscore::EwmaZScore;
 use crate::ids::Timestamp;
 
 /// The alert threshold on [`Ensemble`] scores that gateways and tools use
-/// unless configured otherwise: the threshold NAB's optimiser picked for the
-/// default ensemble on the standard profile (0.796), rounded. Since the fix
-/// of issue #7 it picks 0.743, and 0.8 costs 1.8 points (62.74 against
-/// 64.54, docs/detection.md); it is kept until the defaults are retuned.
-/// Raise it to trade missed anomalies for fewer false alarms.
+/// unless configured otherwise. The default ensemble's `scale` is chosen so
+/// that this is NAB's optimal threshold on the standard profile, rounded
+/// down: the optimiser picks 0.805 and 0.8 scores 61.58 against 61.68
+/// (docs/detection.md). Raise it to trade missed anomalies for fewer false
+/// alarms.
 pub const DEFAULT_ALERT_THRESHOLD: f64 = 0.8;
 
 // The documented state sizes hold on every target this crate builds for,
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(RateOfChange::STATE_BYTES, 64);
         assert_eq!(RangeLimits::STATE_BYTES, 16);
         assert_eq!(Seasonal::STATE_BYTES, 1032);
-        assert_eq!(Ensemble::STATE_BYTES, 1864);
+        assert_eq!(Ensemble::STATE_BYTES, 1872);
     }
 
     #[test]
