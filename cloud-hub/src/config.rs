@@ -80,6 +80,8 @@ struct RawBroker {
     #[serde(default)]
     node_passwords: std::collections::HashMap<String, String>,
     #[serde(default)]
+    tls_ca: String,
+    #[serde(default)]
     tls_cert: String,
     #[serde(default)]
     tls_key: String,
@@ -303,8 +305,23 @@ impl RawConfig {
         let broker_tls = tls_or_report(tls("broker", &self.broker.tls_cert, &self.broker.tls_key));
         check(
             broker_tls.is_none() || self.broker.mode == "embedded",
-            "broker.tls_cert is for the embedded broker; an external broker has its own TLS settings",
+            "broker.tls_cert is for the embedded broker; for an external broker's TLS set broker.tls_ca",
         );
+        let client_tls = if self.broker.tls_ca.is_empty() {
+            None
+        } else {
+            check(
+                self.broker.mode == "external",
+                "broker.tls_ca is for an external broker (the embedded one is reached over loopback)",
+            );
+            match tributary_service::tls::client_config(self.broker.tls_ca.as_ref()) {
+                Ok(c) => Some(std::sync::Arc::new(c)),
+                Err(e) => {
+                    check(false, &format!("broker.tls_ca: {e}"));
+                    None
+                }
+            }
+        };
         let all_tokens: Vec<&String> = self
             .http
             .reader_tokens
@@ -418,6 +435,7 @@ impl RawConfig {
                 group_max_deltas: self.sync.group_max_deltas,
                 shared_group: (!self.broker.shared_group.is_empty())
                     .then(|| self.broker.shared_group.clone()),
+                tls: client_tls,
                 hub: HubConfig {
                     credit: (self.sync.credit_bytes > 0).then_some(self.sync.credit_bytes),
                     max_ranges: self.sync.max_ranges,

@@ -80,6 +80,9 @@ pub struct SyncOptions {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// Connect over TLS with this configuration (an external broker's
+    /// TLS listener); `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for SyncOptions {
@@ -97,6 +100,7 @@ impl Default for SyncOptions {
             shared_group: None,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -209,6 +213,11 @@ pub async fn run(
         .set_max_packet_size(opts.max_packet_bytes, opts.max_packet_bytes);
     if let Some((u, p)) = &opts.credentials {
         mqtt.set_credentials(u, p);
+    }
+    if let Some(tls) = &opts.tls {
+        mqtt.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
+        ));
     }
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
     let broker = format!("{}:{}", opts.host, opts.port);

@@ -101,6 +101,13 @@ impl TestCa {
                 "server.ext",
             ],
         )?;
+        // World-readable: a broker started as root (Mosquitto) drops to its
+        // own user before it reads the key. A throwaway key, so no harm.
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(d.to_path_buf(), 0o755), (d.join("server.key"), 0o644)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         Ok(Some(TestCa {
             ca: d.join("ca.pem"),
             cert: d.join("server.pem"),

@@ -211,3 +211,60 @@ fn a_gateway_syncs_over_mqtt_tls_with_its_login() {
     });
     assert!(counted.is_some(), "{:?}", refused(&hub));
 }
+
+/// TLS through an external broker: Mosquitto serves a certificate from a
+/// throwaway CA, and both the hub (`[broker] tls_ca`) and the gateway
+/// (`[uplink] tls_ca`) trust that CA; the hub ends with exactly what the
+/// gateway computed.
+#[test]
+fn hub_and_gateway_sync_through_mosquitto_over_tls() {
+    let ca = match tributary_testkit::TestCa::generate("mosquitto") {
+        Ok(Some(ca)) => ca,
+        Ok(None) => {
+            eprintln!("skipped: openssl is not installed");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let broker =
+        match tributary_testkit::Mosquitto::start_with(tributary_testkit::MosquittoOptions {
+            extra_config: vec![
+                format!("certfile {}", ca.cert.display()),
+                format!("keyfile {}", ca.key.display()),
+            ],
+            ..Default::default()
+        }) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                eprintln!("skipped: mosquitto is not installed");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    let tls_ca = format!("tls_ca = \"{}\"\n", ca.ca.display());
+    let hub = Hub::start_with(
+        &tmp.path().join("hub"),
+        &logs,
+        HubBroker::External(broker.port()),
+        &tls_ca,
+    );
+    let sim = Sim {
+        sensors: 2,
+        first_sensor: 700,
+        rate_hz: 20.0,
+        ticks: 100,
+        seed: 53,
+        spike_probability: 0.0,
+    };
+    let edge = Edge::start(
+        "edge0",
+        &tmp.path().join("edge0"),
+        &logs,
+        broker.port(),
+        sim,
+        &tls_ca,
+    );
+    assert_converges(&hub, &edge, Duration::from_secs(60));
+}
