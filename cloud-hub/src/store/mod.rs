@@ -263,7 +263,18 @@ pub trait MergeStore {
         node: NodeId,
         entries: &[(Key, Entry)],
         progress: Option<Progress>,
-    ) -> Result<MergeOutcome, MergeError>;
+    ) -> Result<MergeOutcome, MergeError> {
+        validate_batch(entries, progress.as_ref())?;
+        if entries.is_empty() && progress.is_none() {
+            return Ok(MergeOutcome::default());
+        }
+        let out = self.write_validated(&[NodeBatch {
+            node,
+            entries,
+            progress,
+        }])?;
+        Ok(out.first().copied().unwrap_or_default())
+    }
 
     /// Several nodes' batches in ONE transaction, in order: the sync shell
     /// groups the deltas that arrive within a few milliseconds so that one
@@ -272,7 +283,17 @@ pub trait MergeStore {
     /// ([`MergeError::InvalidBatch`]); validate each delta on arrival
     /// ([`validate_batch`]) so that a hostile node cannot reject others'.
     /// Returns one outcome per batch.
-    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError>;
+    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
+        validate_group(group)?;
+        self.write_validated(group)
+    }
+
+    /// The backend's transaction: joins `group` (already validated by
+    /// [`apply_with`](MergeStore::apply_with) or
+    /// [`apply_group`](MergeStore::apply_group), the only callers) in one
+    /// transaction, one outcome per batch.
+    fn write_validated(&mut self, group: &[NodeBatch<'_>])
+    -> Result<Vec<MergeOutcome>, MergeError>;
 
     /// Records that `node` was heard from at `seen_ms` (a `Hello`).
     fn touch(&mut self, node: NodeId, seen_ms: u64) -> Result<(), MergeError>;

@@ -79,8 +79,7 @@ use tributary_core::summary::Summary;
 
 use super::{
     AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
-    NodeRecord, Progress, RangeQuery, SensorRecord, StoredAlert, validate_alerts, validate_batch,
-    validate_group,
+    NodeRecord, RangeQuery, SensorRecord, StoredAlert, validate_alerts,
 };
 
 /// The summary columns, in the core's tie-break order.
@@ -511,26 +510,10 @@ impl MergeStore for PgStore {
         PgStore::probe(self)
     }
 
-    fn apply_with(
+    fn write_validated(
         &mut self,
-        node: NodeId,
-        entries: &[(Key, Entry)],
-        progress: Option<Progress>,
-    ) -> Result<MergeOutcome, MergeError> {
-        validate_batch(entries, progress.as_ref())?;
-        if entries.is_empty() && progress.is_none() {
-            return Ok(MergeOutcome::default());
-        }
-        let out = self.write(&[NodeBatch {
-            node,
-            entries,
-            progress,
-        }])?;
-        Ok(out.first().copied().unwrap_or_default())
-    }
-
-    fn apply_group(&mut self, group: &[NodeBatch<'_>]) -> Result<Vec<MergeOutcome>, MergeError> {
-        validate_group(group)?;
+        group: &[NodeBatch<'_>],
+    ) -> Result<Vec<MergeOutcome>, MergeError> {
         self.write(group)
     }
 
