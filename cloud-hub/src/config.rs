@@ -155,16 +155,7 @@ pub struct Config {
     pub log_filter: String,
 }
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file, environment or flags could not be read or parsed.
-    #[error("{0}")]
-    Load(#[from] config::ConfigError),
-    /// Values that parse but make no sense; every problem, one per line.
-    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-    Invalid(Vec<String>),
-}
+pub use tributary_service::ConfigError;
 
 impl Config {
     /// Loads defaults, then `file` (if any), then `TRIBUTARY_HUB_*`

@@ -11,6 +11,17 @@
 
 pub mod tls;
 
+/// Why a daemon's configuration could not be loaded (both daemons).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, environment or flags could not be read or parsed.
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    /// Values that parse but make no sense; every problem, one per line.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
 use std::io;
 use std::path::Path;
 use std::time::Duration;
