@@ -153,6 +153,20 @@ impl FleetConfig {
         bytes
     }
 
+    /// The document's current heads (hashes of the latest changes, hex,
+    /// sorted): two replicas with equal heads hold the same document. For
+    /// logs and for "is this peer up to date" checks. Commits pending edits.
+    pub fn heads(&mut self) -> Vec<String> {
+        let mut heads: Vec<String> = self
+            .doc
+            .get_heads()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        heads.sort();
+        heads
+    }
+
     /// Closes the pending batch of edits as one change in the history.
     /// Returns whether there was anything to commit.
     pub fn commit(&mut self) -> bool {
