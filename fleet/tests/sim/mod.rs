@@ -38,6 +38,9 @@ pub struct Faults {
 }
 
 /// Seed for a test: `SIM_SEED` replays a failure.
+// Each test binary compiles this module; the property test draws its seeds
+// from proptest instead.
+#[allow(dead_code)]
 pub fn seed(default: u64) -> u64 {
     std::env::var("SIM_SEED")
         .ok()
