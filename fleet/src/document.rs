@@ -541,3 +541,62 @@ fn parse_ack_key(key: &str) -> Option<AlertKey> {
     let alert = AlertKey { node, hlc };
     (ack_key(alert) == key).then_some(alert)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn independently_created_documents_share_their_genesis() {
+        let mut a = FleetConfig::new(NodeId(1), 1);
+        let mut b = FleetConfig::new(NodeId(2), 99);
+        assert_eq!(a.heads(), b.heads());
+        assert_eq!(a.heads().len(), 1);
+    }
+
+    #[test]
+    fn a_refused_edit_writes_nothing() {
+        let mut doc = FleetConfig::new(NodeId(1), 1);
+        let before = doc.heads();
+        let bad = Threshold {
+            open: 2.0,
+            close: None,
+        };
+        assert!(doc.set_threshold(SensorId(1), bad).is_err());
+        assert!(doc.set_node_name(NodeId(1), "").is_err());
+        assert!(!doc.commit());
+        assert_eq!(doc.heads(), before);
+    }
+
+    #[test]
+    fn a_batch_of_edits_is_one_change() {
+        let mut doc = FleetConfig::new(NodeId(1), 1);
+        for n in 0..10 {
+            doc.set_node_name(NodeId(n), "gw").unwrap();
+        }
+        assert!(doc.commit());
+        let heads = doc.heads();
+        assert_eq!(heads.len(), 1);
+        assert_eq!(doc.doc.get_changes(&[]).len(), 2, "genesis + one batch");
+    }
+
+    #[test]
+    fn acks_and_their_keys_round_trip() {
+        let mut doc = FleetConfig::new(NodeId(1), 1);
+        let alert = AlertKey {
+            node: NodeId(0xabc),
+            hlc: Hlc::from_u64(u64::MAX),
+        };
+        let ack = Ack {
+            acked_ms: 5,
+            who: "ops".into(),
+        };
+        doc.ack_alert(alert, &ack).unwrap();
+        assert_eq!(parse_ack_key(&ack_key(alert)), Some(alert));
+        assert_eq!(
+            doc.acks().into_iter().collect::<Vec<_>>(),
+            vec![(alert, ack)]
+        );
+        assert_eq!(parse_ack_key("abc/1"), None, "not the canonical spelling");
+    }
+}

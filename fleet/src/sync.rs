@@ -84,6 +84,16 @@ impl FleetConfig {
             .sync()
             .receive_sync_message(&mut peer.state, message)
             .map_err(|e| FleetError::MalformedSync(e.to_string()))?;
+        // Automerge never re-sends a change it sent in this session, so a
+        // lost message would leave the peer asking for it forever while
+        // both sides keep exchanging heads (a livelock the property test
+        // found). A change the peer explicitly needs did not arrive: forget
+        // that it was sent, so the next `generate` sends it again.
+        if let Some(need) = &peer.state.their_need {
+            for hash in need {
+                peer.state.sent_hashes.remove(hash);
+            }
+        }
         Ok(if self.doc.get_heads() == before {
             Changed::Unchanged
         } else {

@@ -203,3 +203,43 @@ fn a_removal_concurrent_with_an_edit_keeps_the_edited_field() {
         );
     }
 }
+
+/// Automerge does not re-send a change it already sent in a session; when
+/// that message is lost, the peer asks for the change and `receive` makes
+/// the next `generate` send it again, without a reconnect. (Found by the
+/// property test as a livelock: both sides exchanging heads forever.)
+#[test]
+fn a_lost_change_is_sent_again_when_the_peer_asks_for_it() {
+    for lost in 0..4 {
+        let mut hub = FleetConfig::new(NodeId(1), 1);
+        let mut gw = FleetConfig::new(NodeId(2), 1);
+        hub.set_node_name(NodeId(1), "hub").unwrap();
+        gw.set_sensor(SensorId(4), &sensor("door", "bool")).unwrap();
+        let (mut to_gw, mut to_hub) = (tributary_fleet::Peer::new(), tributary_fleet::Peer::new());
+        let mut sent_by_gw = 0;
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            assert!(
+                steps < 50,
+                "no convergence when gateway message {lost} is lost"
+            );
+            let a = hub.generate(&mut to_gw);
+            let b = gw.generate(&mut to_hub);
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            if let Some(m) = a {
+                let _ = gw.receive(&mut to_hub, &m).unwrap();
+            }
+            if let Some(m) = b {
+                sent_by_gw += 1;
+                if sent_by_gw - 1 != lost {
+                    let _ = hub.receive(&mut to_gw, &m).unwrap();
+                }
+            }
+        }
+        assert_eq!(hub.heads(), gw.heads(), "message {lost} lost");
+        assert_eq!(hub.sensor(SensorId(4)).map(|s| s.name), Some("door".into()));
+    }
+}
