@@ -89,7 +89,9 @@ impl FleetConfig {
     /// A new, empty fleet document for the replica `node`.
     ///
     /// `session` must differ between processes of one node (draw it at
-    /// random at start-up): see [`actor`]'s reason. Two replicas created
+    /// random at start-up): the Automerge actor is the node id and the
+    /// session, and a restarted process that lost unsaved but already
+    /// synced edits must not reuse their sequence numbers. Two replicas created
     /// independently share the genesis change, so they sync without
     /// conflicting sections.
     pub fn new(node: NodeId, session: u64) -> Self {
