@@ -1,5 +1,6 @@
 //! save/load round trips, incremental chunks, and garbage on load.
 
+use automerge::transaction::Transactable;
 use proptest::prelude::*;
 use tributary_core::ids::{NodeId, SensorId};
 use tributary_fleet::{FleetConfig, NodeInfo, Peer, SensorInfo, Threshold};
@@ -117,6 +118,12 @@ fn non_fleet_documents_are_refused_with_a_reason() {
     // A valid Automerge document without the fleet schema.
     let mut other = automerge::AutoCommit::new();
     assert_eq!(reason(&other.save()), "unsupported_schema");
+    // A newer schema is refused, so an old binary never edits it.
+    other.put(automerge::ROOT, "schema", 2u64).unwrap();
+    assert_eq!(reason(&other.save()), "unsupported_schema");
+    // The right schema number but no sections.
+    other.put(automerge::ROOT, "schema", 1u64).unwrap();
+    assert_eq!(reason(&other.save()), "missing_section");
 }
 
 #[test]
