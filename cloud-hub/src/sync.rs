@@ -411,34 +411,33 @@ impl Shell {
                     Err(e) => self.reject(e.reason(), topic),
                 }
             }
-            hello => match self.hub.on_message(
-                node,
-                hello.clone(),
-                now,
-                &mut self.digest_hashes(node, &hello).await,
-            ) {
-                Ok(answers) => {
-                    let repairs = answers.iter().map(|m| match m {
-                        Message::Resume(r) => r.repair.as_ref().map_or(0, Vec::len),
-                        _ => 0,
-                    });
-                    let repairs: usize = repairs.sum();
-                    if repairs > 0 {
-                        self.metrics.repair_requests.inc_by(repairs as u64);
-                        tracing::warn!(%node, cells = repairs,
-                            "the store lacks data it acknowledged: asking the node to re-send");
+            hello => {
+                // Read first: `HubSync` compares the digest without I/O.
+                let mut sink = self.digest_hashes(node, &hello).await;
+                match self.hub.on_message(node, hello, now, &mut sink) {
+                    Ok(answers) => {
+                        let repairs = answers.iter().map(|m| match m {
+                            Message::Resume(r) => r.repair.as_ref().map_or(0, Vec::len),
+                            _ => 0,
+                        });
+                        let repairs: usize = repairs.sum();
+                        if repairs > 0 {
+                            self.metrics.repair_requests.inc_by(repairs as u64);
+                            tracing::warn!(%node, cells = repairs,
+                                "the store lacks data it acknowledged: asking the node to re-send");
+                        }
+                        // The Resume names the watermark: it waits for the
+                        // commit of anything that advanced it. "Last seen"
+                        // rides along in the same transaction.
+                        let progress = Progress {
+                            seen_ms: now,
+                            watermark: self.hub.watermark(node),
+                        };
+                        self.enqueue(node, Vec::new(), progress, answers);
                     }
-                    // The Resume names the watermark: it waits for the
-                    // commit of anything that advanced it. "Last seen"
-                    // rides along in the same transaction.
-                    let progress = Progress {
-                        seen_ms: now,
-                        watermark: self.hub.watermark(node),
-                    };
-                    self.enqueue(node, Vec::new(), progress, answers);
+                    Err(e) => self.reject(e.reason(), topic),
                 }
-                Err(e) => self.reject(e.reason(), topic),
-            },
+            }
         }
     }
 
@@ -455,10 +454,7 @@ impl Shell {
             .iter()
             .flatten()
             .take(self.opts.hub.max_digest_cells)
-            .map(|d| Cell {
-                day: d.day,
-                sensor: d.sensor,
-            })
+            .map(Cell::from)
             .collect();
         if cells.is_empty() {
             return sink;

@@ -520,10 +520,10 @@ impl Agent {
                 return None;
             }
         };
-        if out.repaired.0 > 0 {
+        if out.repaired_cells > 0 {
             self.metrics
                 .sync_repaired_cells
-                .inc_by(out.repaired.0 as u64);
+                .inc_by(out.repaired_cells as u64);
         }
         if let Some(e) = &out.refused {
             self.metrics

@@ -129,8 +129,8 @@ pub struct SyncOutput {
     /// Changes when the session state was lost (the actor restarted): the
     /// uplink must then start over with [`SyncEvent::Connect`].
     pub epoch: u64,
-    /// Cells the hub asked to repair and rows re-stamped for them.
-    pub repaired: (usize, u64),
+    /// Cells the hub asked to repair (their rows were re-stamped).
+    pub repaired_cells: usize,
 }
 
 /// Distinguishes the session state of one actor instance from the next.
@@ -435,7 +435,7 @@ impl Handler<SyncStep> for StoreActor {
                             // watermark: they stream to the hub again. If
                             // this fails, the next digest round asks again.
                             let rows = s.restamp_cells(&cells, finest)?;
-                            out.repaired = (cells.len(), rows);
+                            out.repaired_cells = cells.len();
                             tracing::warn!(cells = cells.len(), rows,
                                 "the hub lacks data it had acknowledged: re-sending the affected cells");
                             let view = SyncView { store: s, finest };

@@ -57,24 +57,38 @@ impl Store {
             cells.push((cell, h));
         }
         drop(rows);
-        let mut hours = self.conn.prepare_cached(
-            "SELECT bucket, version FROM aggregate
-             WHERE resolution = ?1 AND bucket BETWEEN ?2 AND ?3 AND sensor = ?4",
-        )?;
         for (cell, h) in &mut cells {
-            let (lo, hi) = cell.hours();
-            let mut rows = hours.query(params![
-                resolution_index(Resolution::Hour),
-                to_sql(lo.0),
-                to_sql(hi.0),
-                cell.sensor.0
-            ])?;
-            while let Some(r) = rows.next()? {
-                let key = Key::new(cell.sensor, Resolution::Hour, Bucket(from_sql(r.get(0)?)));
-                h.add(self.node, &key, from_sql(r.get(1)?));
+            for (bucket, version) in self.cell_rows(cell, Resolution::Hour)? {
+                h.add(
+                    self.node,
+                    &Key::new(cell.sensor, Resolution::Hour, bucket),
+                    version,
+                );
             }
         }
         Ok(cells)
+    }
+
+    /// The (bucket, version) of every row of `cell` at resolution `r`.
+    fn cell_rows(&self, cell: &Cell, r: Resolution) -> Result<Vec<(Bucket, u64)>, StoreError> {
+        let (lo, hi) = cell.buckets(r);
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT bucket, version FROM aggregate
+                 WHERE resolution = ?1 AND bucket BETWEEN ?2 AND ?3 AND sensor = ?4",
+            )?
+            .query_map(
+                params![
+                    resolution_index(r),
+                    to_sql(lo.0),
+                    to_sql(hi.0),
+                    cell.sensor.0
+                ],
+                |row| Ok((Bucket(from_sql(row.get(0)?)), from_sql(row.get(1)?))),
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     /// Gives every row of `cells` at `finest` or coarser a fresh version
@@ -89,29 +103,13 @@ impl Store {
             let mut n = 0u64;
             for cell in cells {
                 for r in Resolution::ALL.into_iter().filter(|r| *r >= finest) {
-                    let (lo, hi) = cell.buckets(r);
-                    let versions: Vec<i64> = s
-                        .conn
-                        .prepare_cached(
-                            "SELECT version FROM aggregate
-                             WHERE resolution = ?1 AND bucket BETWEEN ?2 AND ?3 AND sensor = ?4",
-                        )?
-                        .query_map(
-                            params![
-                                resolution_index(r),
-                                to_sql(lo.0),
-                                to_sql(hi.0),
-                                cell.sensor.0
-                            ],
-                            |row| row.get(0),
-                        )?
-                        .collect::<Result<_, _>>()?;
+                    let rows = s.cell_rows(cell, r)?;
                     let mut update = s
                         .conn
                         .prepare_cached("UPDATE aggregate SET version = ?1 WHERE version = ?2")?;
-                    for v in versions {
+                    for (_, v) in rows {
                         high += 1;
-                        update.execute(params![to_sql(high), v])?;
+                        update.execute(params![to_sql(high), to_sql(v)])?;
                         n += 1;
                     }
                 }

@@ -12,8 +12,9 @@
 //! one UTC day, and its hash covers the `(node, key, version)` of the
 //! node's hour and day entries in that day. The hub hashes its own copy of
 //! the same entries; a cell that differs is listed in the `Resume`, and the
-//! node re-sends all of the cell's entries (every synced resolution) as a
-//! *repair* delta.
+//! node gives all of the cell's entries (every synced resolution) fresh
+//! versions, so they stream to the hub again through the ordinary,
+//! acknowledged path (`NodeSync::take_repairs`).
 //!
 //! Why hour and day entries only: every reading updates its hour and day
 //! buckets, each with a fresh version, so any lost write of a minute is
@@ -27,14 +28,12 @@
 //! The hash is order-independent (a wrapping sum of a mixed hash per
 //! entry), so both sides may read the rows in any order.
 
+use crate::codec::v1::DigestEntry;
 use crate::crdt::aggregate::Key;
 use crate::ids::{Bucket, NodeId, Resolution, SensorId};
 
 /// The resolutions a cell's hash covers.
 pub const DIGEST_RESOLUTIONS: [Resolution; 2] = [Resolution::Hour, Resolution::Day];
-
-/// Hours per day: the hour buckets of day `d` are `24·d ..= 24·d + 23`.
-const HOURS_PER_DAY: u64 = Resolution::Day.millis() / Resolution::Hour.millis();
 
 /// One cell of a digest: a sensor on a UTC day (a [`Resolution::Day`]
 /// bucket). Cells order newest day first, then by descending sensor: the
@@ -73,15 +72,6 @@ impl Cell {
         })
     }
 
-    /// The hour buckets of this cell's day, first and last (inclusive).
-    pub fn hours(&self) -> (Bucket, Bucket) {
-        let first = self.day.0.saturating_mul(HOURS_PER_DAY);
-        (
-            Bucket(first),
-            Bucket(first.saturating_add(HOURS_PER_DAY - 1)),
-        )
-    }
-
     /// The buckets of `resolution` inside this cell's day, first and last
     /// (inclusive): what a repair of the cell re-stamps at that resolution.
     pub fn buckets(&self, resolution: Resolution) -> (Bucket, Bucket) {
@@ -94,6 +84,17 @@ impl Cell {
     pub fn contains(&self, key: &Key) -> bool {
         let (lo, hi) = self.buckets(key.resolution);
         key.sensor == self.sensor && (lo..=hi).contains(&key.bucket)
+    }
+}
+
+/// The cell a digest entry (of a `Hello`, or a `Resume`'s repair list)
+/// names.
+impl From<&DigestEntry> for Cell {
+    fn from(d: &DigestEntry) -> Cell {
+        Cell {
+            day: d.day,
+            sensor: d.sensor,
+        }
     }
 }
 
@@ -183,7 +184,7 @@ mod tests {
             day: Bucket(7),
             sensor: SensorId(4),
         };
-        assert_eq!(c.hours(), (Bucket(168), Bucket(191)));
+        assert_eq!(c.buckets(Resolution::Hour), (Bucket(168), Bucket(191)));
         assert_eq!(
             c.buckets(Resolution::Minute),
             (Bucket(7 * 1440), Bucket(8 * 1440 - 1))

@@ -213,11 +213,7 @@ impl HubSync {
             .iter()
             .take(self.cfg.max_digest_cells)
             .filter_map(|d| {
-                let cell = Cell {
-                    day: d.day,
-                    sensor: d.sensor,
-                };
-                let hub = state.cell_hash(sender, cell)?;
+                let hub = state.cell_hash(sender, Cell::from(d))?;
                 (hub != d.hash).then_some(DigestEntry { hash: hub, ..*d })
             })
             .collect();

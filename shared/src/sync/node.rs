@@ -284,10 +284,7 @@ impl NodeSync {
             if self.repairs.len() >= self.cfg.digest_cells {
                 break;
             }
-            let cell = Cell {
-                day: d.day,
-                sensor: d.sensor,
-            };
+            let cell = Cell::from(d);
             if !self.repairs.contains(&cell) {
                 self.repairs.push(cell);
             }
