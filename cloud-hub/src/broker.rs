@@ -189,21 +189,30 @@ impl EmbeddedBroker {
                 source,
             })?;
         let addr = public.local_addr().map_err(BrokerError::Gate)?;
-        let mut word = [0u8; 16];
-        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut word)
-            .map_err(|e| BrokerError::Entropy(e.to_string()))?;
-        let internal_password: String = word.iter().map(|b| format!("{b:02x}")).collect();
-        let mut accounts: HashMap<String, String> = cfg
-            .node_passwords
-            .iter()
-            .map(|(n, p)| (n.to_string(), p.clone()))
-            .collect();
-        accounts.insert(INTERNAL_USER.to_owned(), internal_password.clone());
+        // With node logins rumqttd checks them too, plus a random account
+        // for the hub's own client. Without (TLS only) it stays open, as
+        // the broker would be without the gate.
+        let account = if cfg.node_passwords.is_empty() {
+            None
+        } else {
+            let mut word = [0u8; 16];
+            rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut word)
+                .map_err(|e| BrokerError::Entropy(e.to_string()))?;
+            let password: String = word.iter().map(|b| format!("{b:02x}")).collect();
+            Some((INTERNAL_USER.to_owned(), password))
+        };
+        let credentials = account.as_ref().map(|(user, password)| {
+            let mut accounts: HashMap<String, String> = cfg
+                .node_passwords
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.clone()))
+                .collect();
+            accounts.insert(user.clone(), password.clone());
+            accounts
+        });
         let inner = Self::start_plain(&BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            // Without node logins (TLS only) rumqttd stays open, as the
-            // broker would be without the gate.
-            credentials: (!cfg.node_passwords.is_empty()).then_some(accounts),
+            credentials,
             node_passwords: HashMap::new(),
             tls: None,
             ..cfg.clone()
@@ -233,8 +242,6 @@ impl EmbeddedBroker {
             .map_err(BrokerError::Gate)?;
         tracing::info!(%addr, nodes = cfg.node_passwords.len(), tls = cfg.tls.is_some(),
             "MQTT gate listening (with node logins: own topics only)");
-        let account =
-            (!cfg.node_passwords.is_empty()).then(|| (INTERNAL_USER.to_owned(), internal_password));
         Ok(EmbeddedBroker {
             addr,
             internal: Some((inner.addr, account)),

@@ -273,10 +273,10 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let first = tokio::time::timeout(CONNECT_TIMEOUT, next_packet(&mut client, &mut buf, cfg))
         .await
         .map_err(|_| "connect_timeout")?;
-    let node = match first {
-        Ok(Some((Packet::Connect { username, password }, _))) => {
+    let (node, connect_len) = match first {
+        Ok(Some((Packet::Connect { username, password }, len))) => {
             match check_login(cfg, username.as_deref(), password.as_deref()) {
-                Ok(node) => node,
+                Ok(node) => (node, len),
                 Err(reason) => {
                     tracing::warn!(%peer, ?username, reason, "MQTT login refused");
                     // CONNACK, return code 4: bad user name or password.
@@ -303,48 +303,52 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     })?;
     let _ = upstream.set_nodelay(true);
     let (mut up_read, mut up_write) = upstream.into_split();
+    // The CONNECT, as the client sent it.
+    up_write
+        .write_all(&buf[..connect_len])
+        .await
+        .map_err(|_| "upstream_closed")?;
+    buf.drain(..connect_len);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     // Broker → client: verbatim.
     let down = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
         let _ = client_write.shutdown().await;
     });
-    let mut connect_sent = false;
+    // Without logins (TLS only) there is no identity to hold a client to.
+    let ack_topic = node.as_ref().map(|n| format!("tributary/v1/{n}/ack"));
     let result = async {
         loop {
-            // Forward every complete packet already buffered (the CONNECT
-            // first), checking what it may do.
-            while let Some((packet, len)) = parse(&buf, cfg.max_packet_bytes).map_err(|m| m.0)? {
-                // Without logins (TLS only) there is no identity to hold
-                // a client to.
-                let own = node.as_deref();
-                match packet {
-                    Packet::Publish { topic } if own.is_some_and(|n| !may_publish(n, &topic)) => {
-                        tracing::warn!(?node, %topic, "MQTT publish on a foreign topic: connection closed");
-                        return Err("foreign_topic");
-                    }
-                    Packet::Subscribe { filters }
-                        if own.is_some_and(|n| {
-                            filters.iter().any(|f| *f != format!("tributary/v1/{n}/ack"))
-                        }) =>
-                    {
-                        tracing::warn!(?node, ?filters, "MQTT subscribe outside the node's ack topic: connection closed");
-                        return Err("foreign_subscription");
-                    }
-                    // A second CONNECT is a protocol violation.
-                    Packet::Connect { .. } if connect_sent => return Err("second_connect"),
-                    Packet::Connect { .. } => connect_sent = true,
-                    _ => {}
-                }
-                up_write.write_all(&buf[..len]).await.map_err(|_| "upstream_closed")?;
-                buf.drain(..len);
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = client_read.read(&mut chunk).await.map_err(|_| "client_error")?;
-            if n == 0 {
+            let Some((packet, len)) = next_packet(&mut client_read, &mut buf, cfg)
+                .await
+                .map_err(|m| m.0)?
+            else {
                 return Ok(());
+            };
+            match packet {
+                Packet::Publish { topic }
+                    if node.as_deref().is_some_and(|n| !may_publish(n, &topic)) =>
+                {
+                    tracing::warn!(?node, %topic, "MQTT publish on a foreign topic: connection closed");
+                    return Err("foreign_topic");
+                }
+                Packet::Subscribe { filters }
+                    if ack_topic
+                        .as_ref()
+                        .is_some_and(|ack| filters.iter().any(|f| f != ack)) =>
+                {
+                    tracing::warn!(?node, ?filters, "MQTT subscribe outside the node's ack topic: connection closed");
+                    return Err("foreign_subscription");
+                }
+                // A second CONNECT is a protocol violation.
+                Packet::Connect { .. } => return Err("second_connect"),
+                _ => {}
             }
-            buf.extend_from_slice(&chunk[..n]);
+            up_write
+                .write_all(&buf[..len])
+                .await
+                .map_err(|_| "upstream_closed")?;
+            buf.drain(..len);
         }
     }
     .await;
