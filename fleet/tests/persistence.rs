@@ -1,9 +1,12 @@
 //! save/load round trips, incremental chunks, and garbage on load.
 
+mod sim;
+
 use automerge::transaction::Transactable;
 use proptest::prelude::*;
+use sim::{Faults, Rng, sync_to_quiescence};
 use tributary_core::ids::{NodeId, SensorId};
-use tributary_fleet::{FleetConfig, NodeInfo, Peer, SensorInfo, Threshold};
+use tributary_fleet::{FleetConfig, NodeInfo, SensorInfo, Threshold};
 
 fn populated() -> FleetConfig {
     let mut doc = FleetConfig::new(NodeId(1), 1);
@@ -88,20 +91,14 @@ fn received_changes_are_in_the_next_incremental_save() {
     let mut gw = FleetConfig::load(&hub.save(), NodeId(2), 1).unwrap();
     let mut stored = gw.save();
     hub.set_sensor_location(SensorId(2), Some("tank")).unwrap();
-    let (mut to_gw, mut to_hub) = (Peer::new(), Peer::new());
-    loop {
-        let a = hub.generate(&mut to_gw);
-        let b = gw.generate(&mut to_hub);
-        if a.is_none() && b.is_none() {
-            break;
-        }
-        if let Some(m) = a {
-            let _ = gw.receive(&mut to_hub, &m).unwrap();
-        }
-        if let Some(m) = b {
-            let _ = hub.receive(&mut to_gw, &m).unwrap();
-        }
-    }
+    let mut replicas = [hub, gw];
+    let perfect = Faults {
+        loss: 0,
+        duplicate: 0,
+        faulty_rounds: 0,
+    };
+    sync_to_quiescence(&mut replicas, &[(0, 1)], &mut Rng::new(1), perfect);
+    let [_, mut gw] = replicas;
     stored.extend(gw.save_incremental());
     let restarted = FleetConfig::load(&stored, NodeId(2), 2).unwrap();
     assert_eq!(
