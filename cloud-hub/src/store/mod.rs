@@ -241,6 +241,58 @@ impl MergeError {
     }
 }
 
+/// The summary columns of an aggregate row (an alert's window uses the
+/// same with a `w_` prefix), in the core's tie-break order.
+pub(crate) const SUMMARY_COLS: [&str; 7] = [
+    "count",
+    "sum_bits",
+    "min_bits",
+    "max_bits",
+    "sum_sq_bits",
+    "first_ts",
+    "last_ts",
+];
+
+/// A u64 as the i64 with the same bits: what an SQL integer column holds
+/// (ids and versions above 2^63 become negative; [`from_sql`] undoes it).
+pub(crate) fn to_sql(x: u64) -> i64 {
+    x as i64
+}
+
+/// The u64 whose bits an SQL integer column holds ([`to_sql`]).
+pub(crate) fn from_sql(x: i64) -> u64 {
+    x as u64
+}
+
+/// `s` as the values of [`SUMMARY_COLS`]. Floats are stored as their IEEE
+/// bits: an SQL REAL would turn −0.0 into +0.0 and break bit-exact
+/// convergence.
+pub(crate) fn summary_columns(s: &Summary) -> [i64; 7] {
+    [
+        to_sql(s.count),
+        to_sql(s.sum.to_bits()),
+        to_sql(s.min.to_bits()),
+        to_sql(s.max.to_bits()),
+        to_sql(s.sum_sq.to_bits()),
+        to_sql(s.first_ts.0),
+        to_sql(s.last_ts.0),
+    ]
+}
+
+/// The summary stored as [`summary_columns`].
+pub(crate) fn summary_of_columns(c: [i64; 7]) -> Summary {
+    let [count, sum, min, max, sum_sq, first_ts, last_ts] = c.map(from_sql);
+    Summary {
+        count,
+        sum: f64::from_bits(sum),
+        min: f64::from_bits(min),
+        max: f64::from_bits(max),
+        sum_sq: f64::from_bits(sum_sq),
+        first_ts: Timestamp(first_ts),
+        last_ts: Timestamp(last_ts),
+    }
+}
+
 /// A durable, idempotent store of the aggregate CRDT. Every implementation
 /// must give, for any order, duplication and batching of the same entries,
 /// the same [`merged`](MergeStore::merged) values as the core's

@@ -79,19 +79,9 @@ use tributary_core::summary::Summary;
 
 use super::{
     AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
-    NodeRecord, RangeQuery, SensorRecord, StoredAlert, validate_alerts,
+    NodeRecord, RangeQuery, SUMMARY_COLS, SensorRecord, StoredAlert, from_sql, summary_of_columns,
+    to_sql, validate_alerts,
 };
-
-/// The summary columns, in the core's tie-break order.
-const SUMMARY_COLS: [&str; 7] = [
-    "count",
-    "sum_bits",
-    "min_bits",
-    "max_bits",
-    "sum_sq_bits",
-    "first_ts",
-    "last_ts",
-];
 
 /// How often a write that lost a deadlock or a serialization conflict
 /// against another writer (a second hub replica) is tried in all.
@@ -100,14 +90,6 @@ const WRITE_ATTEMPTS: usize = 4;
 /// Used when the URL sets no `connect_timeout`: a hub must not hang at
 /// start on an unreachable database.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn to_sql(x: u64) -> i64 {
-    x as i64
-}
-
-fn from_sql(x: i64) -> u64 {
-    x as u64
-}
 
 const TOUCH: &str = "
 INSERT INTO node (id, version_high, watermark, last_seen_ms) VALUES ($1, 0, 0, $2)
@@ -138,18 +120,13 @@ fn range_sql(resolution: Resolution, one_node: bool) -> String {
     )
 }
 
-/// Reads 7 summary columns starting at `at`.
+/// Reads the 7 summary columns starting at `at`.
 fn summary_at(row: &Row, at: usize) -> Result<Summary, postgres::Error> {
-    let u = |i: usize| -> Result<u64, postgres::Error> { Ok(from_sql(row.try_get(i)?)) };
-    Ok(Summary {
-        count: u(at)?,
-        sum: f64::from_bits(u(at + 1)?),
-        min: f64::from_bits(u(at + 2)?),
-        max: f64::from_bits(u(at + 3)?),
-        sum_sq: f64::from_bits(u(at + 4)?),
-        first_ts: Timestamp(u(at + 5)?),
-        last_ts: Timestamp(u(at + 6)?),
-    })
+    let mut c = [0i64; 7];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.try_get(at + i)?;
+    }
+    Ok(summary_of_columns(c))
 }
 
 fn resolution_of(i: i64) -> Result<Resolution, MergeError> {

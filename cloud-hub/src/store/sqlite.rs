@@ -78,7 +78,8 @@ use tributary_core::summary::Summary;
 
 use super::{
     AlertOutcome, AlertQuery, MergeError, MergeOutcome, MergeStore, NodeBatch, NodeBucket,
-    NodeRecord, RangeQuery, SensorRecord, StoredAlert, validate_alerts,
+    NodeRecord, RangeQuery, SUMMARY_COLS, SensorRecord, StoredAlert, from_sql, summary_columns,
+    summary_of_columns, to_sql, validate_alerts,
 };
 
 /// Version 1: aggregates and nodes.
@@ -152,17 +153,6 @@ const MIGRATIONS: &[&str] = &[V1, V2];
 /// the `sqlite3` shell) before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The summary columns, in the core's tie-break order.
-const SUMMARY_COLS: [&str; 7] = [
-    "count",
-    "sum_bits",
-    "min_bits",
-    "max_bits",
-    "sum_sq_bits",
-    "first_ts",
-    "last_ts",
-];
-
 /// How the store is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqliteOptions {
@@ -189,14 +179,6 @@ pub struct SqliteStore {
     upsert: String,
     sensor_upsert: String,
     opts: SqliteOptions,
-}
-
-fn to_sql(x: u64) -> i64 {
-    x as i64
-}
-
-fn from_sql(x: i64) -> u64 {
-    x as u64
 }
 
 /// SQL for "`a` > `b` as unsigned 64-bit integers" on i64 columns that
@@ -248,18 +230,13 @@ fn upsert_sql() -> String {
     )
 }
 
-/// Reads 7 summary columns starting at `at`.
+/// Reads the 7 summary columns starting at `at`.
 fn summary_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Summary> {
-    let f = |i: usize| -> rusqlite::Result<f64> { Ok(f64::from_bits(from_sql(row.get(i)?))) };
-    Ok(Summary {
-        count: from_sql(row.get(at)?),
-        sum: f(at + 1)?,
-        min: f(at + 2)?,
-        max: f(at + 3)?,
-        sum_sq: f(at + 4)?,
-        first_ts: Timestamp(from_sql(row.get(at + 5)?)),
-        last_ts: Timestamp(from_sql(row.get(at + 6)?)),
-    })
+    let mut c = [0i64; 7];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.get(at + i)?;
+    }
+    Ok(summary_of_columns(c))
 }
 
 impl SqliteStore {
@@ -679,20 +656,16 @@ impl SqliteStore {
                 let mut version_high = 0u64;
                 for (k, e) in b.entries {
                     let s = &e.summary;
-                    let changed = upsert.execute(params![
-                        k.sensor.0,
-                        k.resolution as u8,
+                    let head = [
+                        i64::from(k.sensor.0),
+                        i64::from(k.resolution as u8),
                         to_sql(k.bucket.0),
                         node_sql,
                         to_sql(e.version),
-                        to_sql(s.count),
-                        to_sql(s.sum.to_bits()),
-                        to_sql(s.min.to_bits()),
-                        to_sql(s.max.to_bits()),
-                        to_sql(s.sum_sq.to_bits()),
-                        to_sql(s.first_ts.0),
-                        to_sql(s.last_ts.0),
-                    ])?;
+                    ];
+                    let changed = upsert.execute(rusqlite::params_from_iter(
+                        head.into_iter().chain(summary_columns(s)),
+                    ))?;
                     if changed > 0 {
                         outcome.applied += 1;
                         touched.push((k.sensor.0, s.last_ts.0));

@@ -14,8 +14,9 @@ use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, SensorId, Timestamp};
 
-use super::{Conn, from_sql, sensor_of, summary_at, to_sql};
+use super::{Conn, sensor_of, summary_at};
 use crate::store::{AlertOutcome, AlertQuery, MergeError, SensorRecord, StoredAlert};
+use crate::store::{from_sql, summary_columns, to_sql};
 
 /// Detectors by their wire index (`#[n(i)]`; indices are never reused, so
 /// stored values keep their meaning).
@@ -130,8 +131,7 @@ pub(super) fn insert(
 ) -> Result<AlertOutcome, MergeError> {
     let mut cols: [Vec<i64>; 14] = Default::default();
     for a in alerts {
-        let w = &a.window;
-        let row = [
+        let head = [
             to_sql(a.node.0),
             to_sql(a.hlc.as_u64()),
             i64::from(a.sensor.0),
@@ -139,14 +139,8 @@ pub(super) fn insert(
             to_sql(a.value.to_bits()),
             to_sql(a.score.to_bits()),
             detector_index(a.detector),
-            to_sql(w.count),
-            to_sql(w.sum.to_bits()),
-            to_sql(w.min.to_bits()),
-            to_sql(w.max.to_bits()),
-            to_sql(w.sum_sq.to_bits()),
-            to_sql(w.first_ts.0),
-            to_sql(w.last_ts.0),
         ];
+        let row = head.into_iter().chain(summary_columns(&a.window));
         for (col, x) in cols.iter_mut().zip(row) {
             col.push(x);
         }

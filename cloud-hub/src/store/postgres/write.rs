@@ -10,8 +10,10 @@ use postgres::types::ToSql;
 use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::NodeId;
 
-use super::{SUMMARY_COLS, Statements, from_sql, to_sql};
-use crate::store::{MergeError, MergeOutcome, NodeBatch};
+use super::Statements;
+use crate::store::{
+    MergeError, MergeOutcome, NodeBatch, SUMMARY_COLS, from_sql, summary_columns, to_sql,
+};
 
 /// `i64::MIN` as SQL (the literal 9223372036854775808 is not a bigint):
 /// XOR with it flips the sign bit.
@@ -79,21 +81,14 @@ struct Columns {
 
 impl Columns {
     fn push(&mut self, node: NodeId, key: &Key, e: &Entry) {
-        let s = &e.summary;
-        let row = [
+        let head = [
             to_sql(node.0),
             i64::from(key.resolution as u8),
             to_sql(key.bucket.0),
             i64::from(key.sensor.0),
             to_sql(e.version),
-            to_sql(s.count),
-            to_sql(s.sum.to_bits()),
-            to_sql(s.min.to_bits()),
-            to_sql(s.max.to_bits()),
-            to_sql(s.sum_sq.to_bits()),
-            to_sql(s.first_ts.0),
-            to_sql(s.last_ts.0),
         ];
+        let row = head.into_iter().chain(summary_columns(&e.summary));
         for (col, x) in self.cols.iter_mut().zip(row) {
             col.push(x);
         }

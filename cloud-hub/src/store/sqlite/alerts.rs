@@ -12,8 +12,9 @@ use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::hlc::Hlc;
 use tributary_core::ids::{NodeId, SensorId, Timestamp};
 
-use super::{SqliteStore, from_sql, summary_at, to_sql};
+use super::{SqliteStore, summary_at};
 use crate::store::{AlertOutcome, AlertQuery, MergeError, SensorRecord, StoredAlert};
+use crate::store::{from_sql, summary_columns, to_sql};
 
 /// The wire index of a detector (stable: indices are never reused).
 fn detector_index(d: DetectorKind) -> i64 {
@@ -100,24 +101,20 @@ impl SqliteStore {
                  ON CONFLICT (node, hlc) DO NOTHING"
             ))?;
             for a in alerts {
-                let w = &a.window;
-                let changed = insert.execute(params![
+                let head = [
                     to_sql(a.node.0),
                     to_sql(a.hlc.as_u64()),
-                    a.sensor.0,
+                    i64::from(a.sensor.0),
                     to_sql(a.at.0),
                     to_sql(a.value.to_bits()),
                     to_sql(a.score.to_bits()),
                     detector_index(a.detector),
-                    to_sql(w.count),
-                    to_sql(w.sum.to_bits()),
-                    to_sql(w.min.to_bits()),
-                    to_sql(w.max.to_bits()),
-                    to_sql(w.sum_sq.to_bits()),
-                    to_sql(w.first_ts.0),
-                    to_sql(w.last_ts.0),
-                    to_sql(received_ms),
-                ])?;
+                ];
+                let row = head
+                    .into_iter()
+                    .chain(summary_columns(&a.window))
+                    .chain([to_sql(received_ms)]);
+                let changed = insert.execute(params_from_iter(row))?;
                 if changed > 0 {
                     out.new += 1;
                 } else {
