@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 use tributary_core::ids::{SensorId, Timestamp};
-use tributary_edge::reading::{Item, Origin, Sample, Submission};
+use tributary_edge::reading::{Sample, Submission};
 use tributary_edge::store::{Store, StoreOptions};
 
 const SENSORS: u64 = 100;
@@ -41,6 +41,7 @@ const BATCH: usize = 1_000;
 const PER_SUBMISSION: usize = 100;
 const START_MS: u64 = 1_700_000_000_000;
 
+mod common;
 mod gateway;
 
 fn readings() -> Vec<Sample> {
@@ -110,22 +111,7 @@ fn store(
     let mut seq = 0;
     let batches: Vec<Vec<Submission>> = data
         .chunks(BATCH)
-        .map(|chunk| {
-            chunk
-                .chunks(PER_SUBMISSION)
-                .enumerate()
-                .map(|(d, c)| {
-                    seq += 1;
-                    Submission {
-                        origin: Some(Origin {
-                            source: format!("device-{d}"),
-                            seq,
-                        }),
-                        items: c.iter().copied().map(Item::Reading).collect(),
-                    }
-                })
-                .collect()
-        })
+        .map(|chunk| common::submissions(chunk, PER_SUBMISSION, &mut seq))
         .collect();
     let t0 = Instant::now();
     for b in &batches {

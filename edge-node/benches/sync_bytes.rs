@@ -45,9 +45,11 @@ use std::time::Instant;
 use tributary_core::codec::v1::{self, Delta, DeltaItem, Message};
 use tributary_core::ids::{NodeId, Resolution, SensorId, Timestamp};
 use tributary_core::sync::{DeltaSource, HubConfig, HubSync, MergeSink, NodeConfig, NodeSync};
-use tributary_edge::reading::{Item, Origin, Sample, Submission};
+use tributary_edge::reading::Sample;
 use tributary_edge::store::{Store, StoreOptions, SyncView};
 use tributary_edge::sync::{UplinkOptions, topic};
+
+mod common;
 
 const SENSORS: u32 = 100;
 /// Sensor ids as the simulator numbers them (`first_sensor = 1000`): a
@@ -210,20 +212,7 @@ fn ingest(store: &mut Store, seconds: u64) -> Result<(u64, f64, u64, Baselines),
             base.add(s)?;
         }
         // Built outside the timed call, as in benches/ingest.rs.
-        let batch: Vec<Submission> = samples
-            .chunks(PER_SUBMISSION)
-            .enumerate()
-            .map(|(d, c)| {
-                seq += 1;
-                Submission {
-                    origin: Some(Origin {
-                        source: format!("device-{d}"),
-                        seq,
-                    }),
-                    items: c.iter().copied().map(Item::Reading).collect(),
-                }
-            })
-            .collect();
+        let batch = common::submissions(&samples, PER_SUBMISSION, &mut seq);
         let t0 = Instant::now();
         let r = store.ingest(&batch)?;
         secs += t0.elapsed().as_secs_f64();
