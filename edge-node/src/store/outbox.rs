@@ -201,12 +201,11 @@ impl DeltaSource for Store {
         after: u64,
         max_entries: usize,
     ) -> Result<Vec<(Key, Entry)>, SourceUnavailable> {
-        if node != self.node {
-            return Ok(Vec::new());
-        }
-        self.entries_after(after, max_entries).map_err(|e| {
-            tracing::error!(error = %e, after, "reading sync entries failed");
-            SourceUnavailable
-        })
+        // Every resolution: the view that filters none.
+        let all = SyncView {
+            store: self,
+            finest: Resolution::Second,
+        };
+        all.entries_since(node, after, max_entries)
     }
 }
