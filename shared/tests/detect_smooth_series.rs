@@ -138,6 +138,16 @@ fn two_days_at_one_hertz_do_not_alarm() {
     }
 }
 
+/// A smooth sine at 1 Hz with a period of 40 samples: the discount cancels
+/// most of its surprise.
+const DISCOUNTED_SINE: Sine = Sine {
+    period: 40.0,
+    amp: 0.001,
+    start_ms: 1_600_000_000_000,
+    samples: 4_000,
+    ..Sine::REPRO
+};
+
 /// With the recurring-hour discount on (the default), the discount drives
 /// the combined surprise of a periodic series (a Page-Hinkley peak every
 /// cycle) to exactly 0 for most samples. Before the fix the long-run
@@ -148,27 +158,14 @@ fn two_days_at_one_hertz_do_not_alarm() {
 /// is now floored at `norm_floor` times the mean undiscounted surprise.
 #[test]
 fn smooth_sine_with_the_recurring_discount_does_not_alarm() {
-    let s = Sine {
-        period: 40.0,
-        amp: 0.001,
-        start_ms: 1_600_000_000_000,
-        samples: 4_000,
-        ..Sine::REPRO
-    };
-    assert_eq!(alarms(EnsembleConfig::DEFAULT, s), []);
+    assert_eq!(alarms(EnsembleConfig::DEFAULT, DISCOUNTED_SINE), []);
 }
 
 /// The floor is what fixes it: without it the same sine alarms again, so
 /// the test above is not passing by accident of tuning.
 #[test]
 fn without_the_normalisation_floor_the_discounted_sine_alarms() {
-    let s = Sine {
-        period: 40.0,
-        amp: 0.001,
-        start_ms: 1_600_000_000_000,
-        samples: 4_000,
-        ..Sine::REPRO
-    };
+    let s = DISCOUNTED_SINE;
     let config = EnsembleConfig {
         norm_floor: 0.0,
         ..EnsembleConfig::DEFAULT
