@@ -175,6 +175,13 @@ impl FleetConfig {
         self.doc.commit().is_some()
     }
 
+    /// Drops the pending (uncommitted) edits: for a batch of edits that
+    /// failed part-way, so the document keeps none of it. Returns how many
+    /// operations were dropped.
+    pub fn rollback(&mut self) -> usize {
+        self.doc.rollback()
+    }
+
     /// Registers or replaces a node: name and location together (a `None`
     /// location removes it).
     pub fn set_node(&mut self, node: NodeId, info: &NodeInfo) -> Result<(), FleetError> {

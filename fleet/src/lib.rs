@@ -43,6 +43,7 @@
 mod document;
 mod error;
 mod model;
+mod replica;
 mod sync;
 
 pub use document::{FleetConfig, SCHEMA_VERSION};
@@ -52,3 +53,4 @@ pub use model::{
     MAX_WHO_BYTES, NodeInfo, SensorInfo, Threshold,
 };
 pub use sync::{Changed, Peer};
+pub use replica::{Replica, ReplicaError};
