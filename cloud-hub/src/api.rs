@@ -16,6 +16,7 @@
 //! route of [`ROUTES`].
 
 pub mod auth;
+mod config;
 mod dto;
 mod error;
 mod v1;
@@ -59,6 +60,10 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/alerts",
     "/api/v1/alerts/{node}/{hlc}/ack",
     "/api/v1/fleet",
+    "/api/v1/config",
+    "/api/v1/config/nodes/{node}",
+    "/api/v1/config/sensors/{sensor}",
+    "/api/v1/config/sensors/{sensor}/threshold",
 ];
 
 /// What the rest of the hub tells the API about its health. The sync shell
@@ -100,6 +105,14 @@ pub struct ApiState {
     health: Arc<Health>,
     online_window: Duration,
     tokens: auth::Tokens,
+    fleet: Option<FleetHandle>,
+}
+
+/// The fleet configuration document's actor and its latest view.
+#[derive(Clone, Debug)]
+pub struct FleetHandle {
+    actor: actix::Addr<tributary_fleet::FleetActor>,
+    view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
 }
 
 impl ApiState {
@@ -118,6 +131,20 @@ impl ApiState {
             health,
             online_window: DEFAULT_ONLINE_WINDOW,
             tokens: auth::Tokens::default(),
+            fleet: None,
+        }
+    }
+
+    /// Serves and edits the fleet configuration through `actor`
+    /// (`/api/v1/config`; without it those routes answer 503).
+    pub fn with_fleet(
+        self,
+        actor: actix::Addr<tributary_fleet::FleetActor>,
+        view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
+    ) -> ApiState {
+        ApiState {
+            fleet: Some(FleetHandle { actor, view }),
+            ..self
         }
     }
 
@@ -190,6 +217,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default().error_handler(|e, _| ApiError::unparsable("path", e).into()),
     )
+    .app_data(
+        // Config edits are small JSON documents.
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| ApiError::unparsable("body", e).into()),
+    )
     .service(
         web::scope("")
             .wrap(from_fn(count_responses))
@@ -205,7 +238,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/aggregates", web::get().to(v1::get_aggregates))
                     .route("/alerts", web::get().to(v1::get_alerts))
                     .route("/alerts/{node}/{hlc}/ack", web::post().to(v1::post_ack))
-                    .route("/fleet", web::get().to(v1::get_fleet)),
+                    .route("/fleet", web::get().to(v1::get_fleet))
+                    .route("/config", web::get().to(config::get_config))
+                    .route("/config/nodes/{node}", web::put().to(config::put_node))
+                    .route(
+                        "/config/sensors/{sensor}",
+                        web::put().to(config::put_sensor),
+                    )
+                    .route(
+                        "/config/sensors/{sensor}/threshold",
+                        web::put().to(config::put_threshold),
+                    )
+                    .route(
+                        "/config/sensors/{sensor}/threshold",
+                        web::delete().to(config::delete_threshold),
+                    ),
             )
             .configure(crate::dashboard::configure)
             .default_service(web::to(|| async {
@@ -367,12 +414,18 @@ pub fn openapi_json() -> &'static str {
         v1::get_aggregates,
         v1::get_alerts,
         v1::post_ack,
-        v1::get_fleet
+        v1::get_fleet,
+        config::get_config,
+        config::put_node,
+        config::put_sensor,
+        config::put_threshold,
+        config::delete_threshold
     ),
     tags(
         (name = "fleet", description = "Nodes and their health"),
         (name = "aggregates", description = "Sensors and merged aggregates"),
         (name = "alerts", description = "Alerts and acknowledgements"),
+        (name = "config", description = "The fleet configuration document: registry and thresholds"),
         (name = "health", description = "Probes, metrics, this document")
     )
 )]

@@ -26,6 +26,9 @@ use crate::store::actor::{Backend, Writer, start_readers_on, start_writer_on};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "hub.sqlite3";
+/// The fleet configuration document's file inside the data directory
+/// (its own file: see `tributary_fleet::Replica`).
+pub const FLEET_FILE: &str = "fleet.sqlite3";
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,14 @@ pub enum DaemonError {
     /// The embedded broker could not start.
     #[error("cannot start the embedded MQTT broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
+    /// The fleet configuration document could not be opened.
+    #[error("cannot open the fleet configuration {path}: {source}")]
+    Fleet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: tributary_fleet::ReplicaError,
+    },
     /// The HTTP server could not start.
     #[error("cannot start the HTTP API on {addr}: {source}")]
     Http {
@@ -120,12 +131,38 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
     }
 
+    // The fleet document: the hub is replica `HUB` (0), in a new session
+    // per process start (docs/fleet-config.md, "Actors").
+    let fleet_path = config.data_dir.join(FLEET_FILE);
+    let replica = tributary_fleet::Replica::open(
+        &fleet_path,
+        tributary_fleet::HUB,
+        tributary_fleet::random_session(),
+    )
+    .map_err(|source| DaemonError::Fleet {
+        path: fleet_path.clone(),
+        source,
+    })?;
+    tracing::info!(path = %fleet_path.display(), bytes = replica.stored_bytes(), "fleet configuration open");
+    // Room for one round to every gateway of a large fleet after an edit.
+    let (fleet_tx, fleet_rx) = tokio::sync::mpsc::channel(4096);
+    let (fleet, fleet_view) = tributary_fleet::FleetActor::start(
+        replica,
+        fleet_tx,
+        metrics.fleet.hooks(),
+        tributary_fleet::FleetActorConfig::default(),
+    );
+
     let health = Arc::new(Health::default());
     let (stop, stop_rx) = watch::channel(false);
     let sync_task = actix::spawn({
         let (w, m, h) = (writer.clone(), metrics.clone(), health.clone());
+        let link = crate::sync::FleetLink {
+            actor: fleet.clone(),
+            out: fleet_rx,
+        };
         async move {
-            if let Err(e) = crate::sync::run(sync_opts, w, m, h, stop_rx).await {
+            if let Err(e) = crate::sync::run(sync_opts, w, m, h, Some(link), stop_rx).await {
                 tracing::error!(error = %e, "hub sync failed");
             }
         }
@@ -142,7 +179,8 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     }
     let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
         .with_online_window(config.online_window)
-        .with_tokens(config.api_tokens.clone());
+        .with_tokens(config.api_tokens.clone())
+        .with_fleet(fleet, fleet_view);
     let (server, http) =
         crate::api::server_with_tls(config.http_listen, state, config.http_tls.clone()).map_err(
             |source| DaemonError::Http {

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// to be re-sent (`tributary_hub_sync_repair_requests_total`): data the
     /// store had acknowledged and no longer holds.
     pub repair_requests: Counter,
+    /// The fleet configuration document's counters
+    /// (`tributary_hub_config_sync_{rejected,messages,dropped}_total`).
+    pub fleet: tributary_fleet::FleetMetrics,
     /// API requests refused by the bearer-token check, by reason
     /// (`tributary_hub_http_auth_refused_total{reason="missing|invalid|forbidden"}`).
     pub http_auth_refused: Family<Label1, Counter>,
@@ -93,6 +96,7 @@ impl Metrics {
             sync_messages: Family::default(),
             sync_rejected: Family::default(),
             repair_requests: Counter::default(),
+            fleet: tributary_fleet::FleetMetrics::default(),
             http_auth_refused: Family::default(),
             broker_refused: Family::default(),
             merge_entries: Family::default(),
@@ -119,6 +123,7 @@ impl Metrics {
             "Sync messages refused, by reason",
             m.sync_rejected.clone(),
         );
+        m.fleet.register(&mut r);
         r.register(
             "broker_refused",
             "MQTT connections the embedded broker's gate refused or closed, by reason",

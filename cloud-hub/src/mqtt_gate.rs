@@ -14,7 +14,7 @@
 //!    CONNECT) and closes;
 //! 2. opens a connection to rumqttd on a loopback port and relays the
 //!    bytes both ways, parsing every packet the client sends: a PUBLISH
-//!    must name `tributary/v1/{node}/{hello|delta|alert}` and a SUBSCRIBE
+//!    must name `tributary/v1/{node}/{hello|delta|alert|config}` and a SUBSCRIBE
 //!    only `tributary/v1/{node}/ack`, where `{node}` is the username. Any
 //!    other topic closes the connection (MQTT 3.1.1 cannot refuse a single
 //!    QoS 1 publish), before the packet reaches the broker.
@@ -189,7 +189,7 @@ fn may_publish(node: &str, topic: &str) -> bool {
     topic
         .strip_prefix("tributary/v1/")
         .and_then(|t| t.strip_prefix(node))
-        .is_some_and(|t| matches!(t, "/hello" | "/delta" | "/alert"))
+        .is_some_and(|t| matches!(t, "/hello" | "/delta" | "/alert" | "/config"))
 }
 
 /// Equality whose time depends only on the lengths.
@@ -517,7 +517,7 @@ mod tests {
     #[test]
     fn topics_a_node_may_publish_on() {
         let n = "00000000000000ab";
-        for ok in ["hello", "delta", "alert"] {
+        for ok in ["hello", "delta", "alert", "config"] {
             assert!(may_publish(n, &format!("tributary/v1/{n}/{ok}")));
         }
         for bad in [

@@ -27,6 +27,12 @@
 //! Sessions are clean and nothing depends on the broker keeping state: a
 //! hub that restarts rebuilds [`HubSync`] from the store's watermarks, and
 //! nodes say `Hello` again when their session breaks.
+//!
+//! **Fleet configuration** (docs/fleet-config.md): `Config` messages on a
+//! node's `config` topic go to the fleet document's actor
+//! ([`FleetLink`]); what it answers is published as `Config` on the node's
+//! `ack` topic, which the node already subscribes to, so neither side ever
+//! receives its own publishes back (MQTT 3.1.1 has no "no local").
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -43,6 +49,7 @@ use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::NodeId;
 use tributary_core::sync::digest::Cell;
 use tributary_core::sync::{HubConfig, HubSync, MergeSink};
+use tributary_fleet::{FleetActor, Receive};
 
 use crate::api::Health;
 use crate::metrics::Metrics;
@@ -111,6 +118,17 @@ enum TopicKind {
     Hello,
     Delta,
     Alert,
+    Config,
+}
+
+/// The fleet document's actor and the queue of its outgoing messages
+/// (`(node, sync bytes)`, published on the node's `ack` topic).
+#[derive(Debug)]
+pub struct FleetLink {
+    /// The actor.
+    pub actor: Addr<FleetActor>,
+    /// What it sends.
+    pub out: tokio::sync::mpsc::Receiver<(NodeId, Vec<u8>)>,
 }
 
 /// `tributary/v1/{node}/{kind}` → (node, kind); `None` for anything else.
@@ -125,6 +143,7 @@ fn parse_topic(topic: &str) -> Option<(NodeId, TopicKind)> {
         "hello" => TopicKind::Hello,
         "delta" => TopicKind::Delta,
         "alert" => TopicKind::Alert,
+        "config" => TopicKind::Config,
         _ => return None,
     };
     Some((node, kind))
@@ -177,6 +196,7 @@ struct Shell {
     filling: Group,
     /// The answers of the commit in flight.
     committing: Option<(Vec<Message>, Commit)>,
+    fleet: Option<Addr<FleetActor>>,
     /// Publishes the client's request queue had no room for.
     unsent: VecDeque<Message>,
     connected: bool,
@@ -199,6 +219,7 @@ pub async fn run(
     writer: Addr<Writer>,
     metrics: Metrics,
     health: Arc<Health>,
+    fleet: Option<FleetLink>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncShellError> {
     let watermarks = writer
@@ -221,7 +242,12 @@ pub async fn run(
     }
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
     let broker = format!("{}:{}", opts.host, opts.port);
+    let (fleet, mut fleet_out) = match fleet {
+        Some(FleetLink { actor, out }) => (Some(actor), Some(out)),
+        None => (None, None),
+    };
     let mut sh = Shell {
+        fleet,
         opts,
         client,
         writer,
@@ -262,11 +288,21 @@ pub async fn run(
                     _ => std::future::pending().await,
                 }
             } => sh.start_commit(),
+            Some((node, sync)) = async {
+                match fleet_out.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // Not connected: dropped like any answer of a dead
+                // connection; the node starts a new round when it is back.
+                sh.publish(Message::Config(v1::ConfigSync { node, sync: sync.into() }));
+            }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     delay = sh.opts.reconnect_min;
                     let share = sh.opts.shared_group.as_ref().map_or(String::new(), |g| format!("$share/{g}/"));
-                    let filters = ["hello", "delta", "alert"]
+                    let filters = ["hello", "delta", "alert", "config"]
                         .map(|k| SubscribeFilter::new(format!("{share}tributary/v1/+/{k}"), QoS::AtLeastOnce));
                     if let Err(e) = sh.client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "hub subscribe request failed");
@@ -364,6 +400,7 @@ impl Shell {
             (Message::Hello(_), TopicKind::Hello) => "hello",
             (Message::Delta(_), TopicKind::Delta) => "delta",
             (Message::Alert(_), TopicKind::Alert) => "alert",
+            (Message::Config(_), TopicKind::Config) => "config",
             _ => {
                 self.reject("wrong_topic", topic);
                 return;
@@ -389,6 +426,7 @@ impl Shell {
         }
         match msg {
             Message::Alert(a) => self.alert(node, a, now).await,
+            Message::Config(c) => self.config(node, c.sync.into()),
             Message::Delta(d) => {
                 let entries: Vec<(Key, Entry)> = d.entries().collect();
                 let progress = Progress {
@@ -591,6 +629,24 @@ impl Shell {
         }
     }
 
+    /// Hands a fleet sync message to the document's actor; refusals are
+    /// counted there (`tributary_hub_config_sync_rejected_total`).
+    fn config(&mut self, node: NodeId, bytes: Vec<u8>) {
+        let Some(fleet) = &self.fleet else {
+            self.reject("config_disabled", "config");
+            return;
+        };
+        if fleet.try_send(Receive { from: node, bytes }).is_err() {
+            // The actor is busy (a large first sync): the node's round
+            // stalls and starts again after its timeout.
+            self.metrics
+                .fleet
+                .rejected
+                .get_or_create(&[("reason", "busy")])
+                .inc();
+        }
+    }
+
     fn publish(&mut self, m: Message) {
         self.unsent.push_back(m);
         self.flush_unsent();
@@ -628,6 +684,7 @@ mod tests {
         for bad in [
             "tributary/v1/ab/delta",
             "tributary/v1/00000000000000ab/ack",
+            "tributary/v1/00000000000000ab/configs",
             "tributary/v2/00000000000000ab/delta",
             "tributary/v1/zz000000000000ab/hello",
             "tributary/v1/00000000000000ab",

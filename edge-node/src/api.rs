@@ -32,6 +32,8 @@ use crate::reading::{BodyError, MAX_EVENT_MS, SourceKind, parse_body};
 use crate::store::actor::{GetStatus, QueryAggregates, QueryAlerts, StoreActor};
 use crate::store::{AggregateQuery, AggregateRow, AlertQuery, StoreError, StoredAlert};
 
+mod config;
+
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct ApiState {
@@ -52,6 +54,18 @@ pub struct ApiState {
     pub started: Instant,
     /// The uplink to the hub, for the status.
     pub uplink: Arc<crate::sync::UplinkStatus>,
+    /// The fleet configuration document (`/api/v1/config`; without it
+    /// those routes answer 503).
+    pub fleet: Option<FleetHandle>,
+}
+
+/// The fleet configuration document's actor and its latest view.
+#[derive(Clone, Debug)]
+pub struct FleetHandle {
+    /// The actor (edits go there).
+    pub actor: Addr<tributary_fleet::FleetActor>,
+    /// Its latest contents (reads come from here).
+    pub view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
 }
 
 /// Most rows one query returns.
@@ -134,6 +148,13 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::bad_request(format!("invalid query parameters: {e}")).into()
             }))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(|e, _| {
+                        ApiError::bad_request(format!("invalid JSON body: {e}")).into()
+                    }),
+            )
             .wrap(from_fn(count_responses))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
@@ -143,7 +164,21 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
                     .route("/readings", web::post().to(post_readings))
                     .route("/aggregates", web::get().to(get_aggregates))
                     .route("/alerts", web::get().to(get_alerts))
-                    .route("/status", web::get().to(get_status)),
+                    .route("/status", web::get().to(get_status))
+                    .route("/config", web::get().to(config::get_config))
+                    .route("/config/nodes/{node}", web::put().to(config::put_node))
+                    .route(
+                        "/config/sensors/{sensor}",
+                        web::put().to(config::put_sensor),
+                    )
+                    .route(
+                        "/config/sensors/{sensor}/threshold",
+                        web::put().to(config::put_threshold),
+                    )
+                    .route(
+                        "/config/sensors/{sensor}/threshold",
+                        web::delete().to(config::delete_threshold),
+                    ),
             )
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::new(
@@ -197,6 +232,12 @@ fn route_label(pattern: Option<&str>) -> &'static str {
         Some("/api/v1/aggregates") => "/api/v1/aggregates",
         Some("/api/v1/alerts") => "/api/v1/alerts",
         Some("/api/v1/status") => "/api/v1/status",
+        Some("/api/v1/config") => "/api/v1/config",
+        Some("/api/v1/config/nodes/{node}") => "/api/v1/config/nodes/{node}",
+        Some("/api/v1/config/sensors/{sensor}") => "/api/v1/config/sensors/{sensor}",
+        Some("/api/v1/config/sensors/{sensor}/threshold") => {
+            "/api/v1/config/sensors/{sensor}/threshold"
+        }
         _ => "other",
     }
 }

@@ -39,6 +39,14 @@ pub enum DaemonError {
         /// The cause.
         source: crate::store::StoreError,
     },
+    /// The fleet configuration document could not be opened.
+    #[error("cannot open the fleet configuration {path}: {source}")]
+    Fleet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: tributary_fleet::ReplicaError,
+    },
     /// The HTTP server could not start.
     #[error("cannot start the HTTP API: {0}")]
     Http(#[from] std::io::Error),
@@ -62,6 +70,10 @@ pub struct Running {
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "edge.sqlite3";
+/// The fleet configuration document's file inside the data directory: its
+/// own file, so a large sync never stalls the ingest path's writer (see
+/// `tributary_fleet::Replica`).
+pub const FLEET_FILE: &str = "fleet.sqlite3";
 
 /// Starts every actor and the HTTP API on `listener`. Must run inside an
 /// actix system.
@@ -85,6 +97,24 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
         })?;
     tracing::info!(node_id = %node_id, data_dir = %config.data_dir.display(), "store open");
 
+    // The fleet document: this gateway is replica `node_id`, syncing with
+    // the hub only (docs/fleet-config.md).
+    let fleet_path = config.data_dir.join(FLEET_FILE);
+    let replica =
+        tributary_fleet::Replica::open(&fleet_path, node_id, tributary_fleet::random_session())
+            .map_err(|source| DaemonError::Fleet {
+                path: fleet_path.clone(),
+                source,
+            })?;
+    tracing::info!(path = %fleet_path.display(), bytes = replica.stored_bytes(), "fleet configuration open");
+    let (fleet_tx, fleet_rx) = tokio::sync::mpsc::channel(64);
+    let (fleet, fleet_view) = tributary_fleet::FleetActor::start(
+        replica,
+        fleet_tx,
+        metrics.fleet.hooks(),
+        tributary_fleet::FleetActorConfig::default(),
+    );
+
     let detector = config.detect.enabled.then(|| {
         DetectorActor::new(
             config.detect.policy,
@@ -92,6 +122,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             store.clone().recipient(),
             metrics.clone(),
         )
+        .with_thresholds(fleet_view.clone())
         .start()
         .recipient()
     });
@@ -152,8 +183,12 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             uplink.clone(),
             stop_rx.clone(),
         );
+        let link = crate::sync::FleetLink {
+            actor: fleet.clone(),
+            out: fleet_rx,
+        };
         sources.push(actix::spawn(async move {
-            match crate::sync::run(o, node_id, store, m, st, stop).await {
+            match crate::sync::run(o, node_id, store, m, st, Some(link), stop).await {
                 Ok(()) => tracing::info!("uplink stopped"),
                 Err(e) => tracing::error!(error = %e, "uplink failed"),
             }
@@ -173,6 +208,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             draining: draining.clone(),
             started: Instant::now(),
             uplink,
+            fleet: Some(crate::api::FleetHandle {
+                actor: fleet,
+                view: fleet_view,
+            }),
         },
     )?;
     let handle = server.handle();

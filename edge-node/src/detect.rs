@@ -7,8 +7,14 @@
 //! older than the last one scored for their sensor (late or out of order)
 //! are skipped and counted, because the detectors are causal streams; their
 //! values still count in the aggregates.
+//!
+//! Alert thresholds come from the fleet configuration document
+//! (docs/fleet-config.md): a sensor with a threshold there uses it instead
+//! of the configured policy, from the next batch of readings on, without a
+//! restart ([`DetectorActor::with_thresholds`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use tributary_core::codec::v1::DetectorKind;
@@ -17,6 +23,7 @@ use tributary_core::detect::{
 };
 use tributary_core::ids::{Bucket, Resolution, SensorId, Timestamp};
 use tributary_core::summary::Summary;
+use tributary_fleet::{FleetView, Threshold};
 
 use crate::metrics::Metrics;
 use crate::reading::Sample;
@@ -43,6 +50,9 @@ struct SensorState {
 #[derive(Debug)]
 pub struct DetectorActor {
     policy: AlertPolicy,
+    /// Per-sensor thresholds of the fleet document, and where they come from.
+    thresholds: BTreeMap<SensorId, Threshold>,
+    fleet: Option<tokio::sync::watch::Receiver<Arc<FleetView>>>,
     sensors: HashMap<SensorId, SensorState>,
     record: Recipient<RecordAlert>,
     resolve: Recipient<ResolveAlert>,
@@ -59,6 +69,8 @@ impl DetectorActor {
     ) -> DetectorActor {
         DetectorActor {
             policy,
+            thresholds: BTreeMap::new(),
+            fleet: None,
             sensors: HashMap::new(),
             record,
             resolve,
@@ -66,7 +78,51 @@ impl DetectorActor {
         }
     }
 
+    /// Follows the per-sensor thresholds of the fleet document in `view`.
+    pub fn with_thresholds(
+        mut self,
+        mut view: tokio::sync::watch::Receiver<Arc<FleetView>>,
+    ) -> DetectorActor {
+        self.thresholds = view.borrow_and_update().snapshot.thresholds.clone();
+        self.fleet = Some(view);
+        self
+    }
+
+    /// Picks up thresholds changed since the last batch.
+    fn refresh_thresholds(&mut self) {
+        let Some(view) = self.fleet.as_mut() else {
+            return;
+        };
+        if view.has_changed().unwrap_or(false) {
+            let next = view.borrow_and_update().snapshot.thresholds.clone();
+            if next != self.thresholds {
+                tracing::info!(
+                    sensors = next.len(),
+                    "alert thresholds updated from the fleet configuration"
+                );
+                self.thresholds = next;
+            }
+        }
+    }
+
+    /// The policy of `sensor`: its fleet threshold if it has one. Without
+    /// its own `close`, the configured policy's hysteresis is kept in
+    /// proportion (close / open).
+    fn policy_of(&self, sensor: SensorId) -> AlertPolicy {
+        match self.thresholds.get(&sensor) {
+            None => self.policy,
+            Some(t) => AlertPolicy {
+                open: t.open,
+                close: t
+                    .close
+                    .unwrap_or(t.open * (self.policy.close / self.policy.open)),
+                clear_after: self.policy.clear_after,
+            },
+        }
+    }
+
     fn step(&mut self, s: Sample, ctx: &mut Context<Self>) {
+        let policy = self.policy_of(s.sensor);
         let state = self.sensors.entry(s.sensor).or_insert_with(|| SensorState {
             ensemble: Ensemble::new(EnsembleConfig::DEFAULT),
             alert: AlertState::new(),
@@ -91,7 +147,7 @@ impl DetectorActor {
         // would only leave the context window short by one reading.
         let _ = state.window.record(s.ts, s.value);
         let score = state.ensemble.step(s.ts, s.value);
-        let Some(event) = state.alert.step(&self.policy, s.ts, score) else {
+        let Some(event) = state.alert.step(&policy, s.ts, score) else {
             return;
         };
         match event {
@@ -165,6 +221,7 @@ impl Handler<ReadingsCommitted> for DetectorActor {
     type Result = ();
 
     fn handle(&mut self, msg: ReadingsCommitted, ctx: &mut Self::Context) {
+        self.refresh_thresholds();
         for s in msg.0 {
             self.step(s, ctx);
         }

@@ -93,6 +93,9 @@ pub struct Metrics {
     /// Anti-entropy cells the hub asked to repair, re-sent
     /// (`tributary_sync_repaired_cells_total`).
     pub sync_repaired_cells: Counter,
+    /// The fleet configuration document's counters
+    /// (`tributary_config_sync_{rejected,messages,dropped}_total`).
+    pub fleet: tributary_fleet::FleetMetrics,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -132,6 +135,7 @@ impl Metrics {
             sync_received: Family::default(),
             sync_rejected: Family::default(),
             sync_repaired_cells: Counter::default(),
+            fleet: tributary_fleet::FleetMetrics::default(),
         };
         m.uplink_state.set(-1);
         let mut r = Registry::with_prefix("tributary");
@@ -257,6 +261,7 @@ impl Metrics {
             "Messages from the hub refused, by reason",
             m.sync_rejected.clone(),
         );
+        m.fleet.register(&mut r);
         m.registry = Arc::new(r);
         m
     }

@@ -24,6 +24,12 @@
 //! - Publishes the client's request queue has no room for wait in a local
 //!   queue and are retried each turn; dropping one would only cost a
 //!   retransmission timeout, but there is no reason to.
+//! - Fleet configuration (docs/fleet-config.md): the document's actor
+//!   ([`FleetLink`]) is told when a session starts; its messages go out on
+//!   `…/{node}/config`, and `Config` messages from the hub arrive on the
+//!   `ack` topic (so the gateway never receives its own publishes back).
+//!   While offline its messages are dropped: each session starts a new
+//!   round.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -41,6 +47,16 @@ use tributary_core::sync::link::{Link, LinkConfig, LinkState};
 use crate::metrics::Metrics;
 use crate::sources::{duration_str, stopped, wall_now};
 use crate::store::actor::{AckAlerts, PendingAlerts, StoreActor, SyncEvent, SyncOutput, SyncStep};
+
+/// The fleet document's actor and the queue of its outgoing sync messages
+/// (to the hub, [`tributary_fleet::HUB`]).
+#[derive(Debug)]
+pub struct FleetLink {
+    /// The actor.
+    pub actor: Addr<tributary_fleet::FleetActor>,
+    /// What it sends.
+    pub out: tokio::sync::mpsc::Receiver<(NodeId, Vec<u8>)>,
+}
 
 /// Options of the uplink to the hub (`[uplink]`).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -340,6 +356,7 @@ struct Agent {
     last_digest_ms: u64,
     /// The node's highest version, as last reported by the store.
     version_high: u64,
+    fleet: Option<Addr<tributary_fleet::FleetActor>>,
 }
 
 /// Runs the uplink until `shutdown`; see the [module docs](self).
@@ -349,6 +366,7 @@ pub async fn run(
     store: Addr<StoreActor>,
     metrics: Metrics,
     status: Arc<UplinkStatus>,
+    fleet: Option<FleetLink>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UplinkError> {
     opts.validate()?;
@@ -380,6 +398,10 @@ pub async fn run(
         .set_clean_session(true)
         .set_max_packet_size(opts.max_packet_bytes, opts.max_packet_bytes);
     let (client, mut eventloop) = AsyncClient::new(mqtt, 256);
+    let (fleet, mut fleet_out) = match fleet {
+        Some(FleetLink { actor, out }) => (Some(actor), Some(out)),
+        None => (None, None),
+    };
     // The node id seeds the jitter: gateways that lost the hub together
     // spread their retries differently, and a replay is reproducible.
     let link = Link::starting_at(opts.link_config(), node.0 ^ 0x5bd1_e995, now());
@@ -399,6 +421,7 @@ pub async fn run(
         last_publish_ms: 0,
         last_digest_ms: now(),
         version_high: 0,
+        fleet,
     };
     agent.status.update(|s| s.broker = broker.clone());
     agent.publish_state(now());
@@ -426,6 +449,17 @@ pub async fn run(
                     agent.step(SyncEvent::Tick).await;
                 }
             }
+            Some((_, sync)) = async {
+                match fleet_out.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if agent.ready {
+                    let node = agent.node;
+                    agent.publish(&Message::Config(v1::ConfigSync { node, sync: sync.into() }));
+                }
+            }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let t = now();
@@ -445,6 +479,11 @@ pub async fn run(
                     } else {
                         agent.ready = true;
                         agent.connect().await;
+                        if let Some(f) = &agent.fleet
+                            && f.try_send(tributary_fleet::Connected { peer: tributary_fleet::HUB }).is_err()
+                        {
+                            tracing::warn!("fleet configuration actor busy: its sync starts at its next check");
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => agent.received(&p.payload).await,
@@ -574,6 +613,25 @@ impl Agent {
             .get_or_create(&[("kind", kind(&msg))])
             .inc();
         match &msg {
+            Message::Config(c) => {
+                // Not the sync state machine's: the fleet document's.
+                if let Some(f) = &self.fleet {
+                    let bytes: Vec<u8> = c.sync.clone().into();
+                    if f.try_send(tributary_fleet::Receive {
+                        from: tributary_fleet::HUB,
+                        bytes,
+                    })
+                    .is_err()
+                    {
+                        self.metrics
+                            .fleet
+                            .rejected
+                            .get_or_create(&[("reason", "busy")])
+                            .inc();
+                    }
+                }
+                return;
+            }
             // Alerts first: publish pending alerts before the deltas the
             // Resume releases (one connection keeps publish order).
             Message::Resume(_) => self.alerts_tick().await,

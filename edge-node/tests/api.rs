@@ -331,3 +331,149 @@ fn a_spike_opens_an_alert_with_its_context() {
         "{metrics}"
     );
 }
+
+fn put_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> http_client::Response {
+    request(
+        addr,
+        "PUT",
+        path,
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A quiet series on `sensor` from `t0`, a small bump at `t0 + 400 s`
+/// (the ensemble scores it ~0.35: below the default threshold), quiet
+/// again, then a spike at `t0 + 470 s` (score 1).
+fn bump_then_spike(sensor: u32, t0: u64) -> Vec<serde_json::Value> {
+    (0..=470u64)
+        .map(|i| {
+            let x = match i {
+                400 => 21.1,
+                470 => 95.0,
+                _ => 20.0 + ((i as f64) / 30.0).sin() + ((i * 7919 % 13) as f64 - 6.0) * 0.01,
+            };
+            json!({"sensor": sensor, "value": x, "ts": t0 + i * 1000})
+        })
+        .collect()
+}
+
+#[test]
+fn a_threshold_set_in_the_fleet_configuration_applies_without_a_restart() {
+    let gw = gateway(&[]);
+    // Hour-aligned, as in the spike test: the same series every run.
+    let t0 = (now_ms() / 3_600_000 - 3) * 3_600_000;
+    // The running gateway lowers sensor 12's threshold; 11 keeps the default.
+    let r = put_json(
+        gw.addr,
+        "/api/v1/config/sensors/12/threshold",
+        &json!({"open": 0.1, "close": 0.05}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sensors = &r.json()["sensors"];
+    assert_eq!(sensors[0]["sensor"], 12);
+    assert_eq!(sensors[0]["threshold"], json!({"open": 0.1, "close": 0.05}));
+
+    let mut readings = bump_then_spike(11, t0);
+    readings.extend(bump_then_spike(12, t0));
+    let r = post_json(gw.addr, "/api/v1/readings", &json!(readings)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Once both spikes are seen, every alert of the series is in.
+    let opened = |sensor: u32| -> Vec<u64> {
+        wait_for(Duration::from_secs(20), || {
+            let v = get(gw.addr, &format!("/api/v1/alerts?sensor={sensor}"))
+                .ok()?
+                .json();
+            let mut at: Vec<u64> = v["items"]
+                .as_array()?
+                .iter()
+                .filter_map(|a| a["at"].as_u64())
+                .collect();
+            at.sort_unstable();
+            at.contains(&(t0 + 470_000)).then_some(at)
+        })
+        .unwrap_or_else(|| panic!("no alert for sensor {sensor}'s spike"))
+    };
+    assert_eq!(opened(11), vec![t0 + 470_000], "the default threshold");
+    assert_eq!(
+        opened(12),
+        vec![t0 + 400_000, t0 + 470_000],
+        "the fleet threshold did not apply to the bump"
+    );
+
+    // Removing it goes back to the default.
+    let r = request(
+        gw.addr,
+        "DELETE",
+        "/api/v1/config/sensors/12/threshold",
+        None,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["sensors"], json!([]));
+}
+
+#[test]
+fn bad_fleet_configuration_edits_get_a_400_with_the_reason_and_change_nothing() {
+    let gw = gateway(&[]);
+    for (path, body, reason) in [
+        (
+            "/api/v1/config/sensors/5/threshold",
+            json!({"open": 1.5}),
+            "threshold_out_of_range",
+        ),
+        (
+            "/api/v1/config/sensors/5/threshold",
+            json!({"open": 0.9, "close": 0.95}),
+            "close_out_of_range",
+        ),
+        (
+            "/api/v1/config/sensors/5",
+            json!({"name": " ", "unit": "°C"}),
+            "empty_field",
+        ),
+        (
+            "/api/v1/config/nodes/0000000000000001",
+            json!({"name": "a\u{7}b"}),
+            "control_character",
+        ),
+        (
+            "/api/v1/config/sensors/x/threshold",
+            json!({"open": 0.9}),
+            "invalid_sensor",
+        ),
+        (
+            "/api/v1/config/nodes/zz",
+            json!({"name": "n"}),
+            "invalid_node",
+        ),
+    ] {
+        let r = put_json(gw.addr, path, &body);
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+        assert_eq!(r.json()["details"]["reason"], reason, "{path} {body}");
+    }
+    // Not JSON at all, and an unknown field.
+    for raw in ["{", r#"{"open": 0.9, "shut": 0.1}"#] {
+        let r = request(
+            gw.addr,
+            "PUT",
+            "/api/v1/config/sensors/5/threshold",
+            Some("application/json"),
+            raw.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 400, "{raw}: {}", r.text());
+        assert_eq!(r.json()["code"], "bad_request");
+    }
+    let doc = get(gw.addr, "/api/v1/config").unwrap().json();
+    assert_eq!(doc["nodes"], json!([]));
+    assert_eq!(doc["sensors"], json!([]));
+    let metrics = get(gw.addr, "/metrics").unwrap().text();
+    assert!(
+        metrics
+            .contains("tributary_config_sync_rejected_total{reason=\"threshold_out_of_range\"} 1"),
+        "{metrics}"
+    );
+}

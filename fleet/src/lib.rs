@@ -40,17 +40,26 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod actor;
 mod document;
 mod error;
+pub mod json;
+mod metrics;
 mod model;
 mod replica;
 mod sync;
 
+pub use actor::{Connected, Edit, FleetActor, FleetActorConfig, FleetHooks, FleetView, Receive};
 pub use document::{FleetConfig, SCHEMA_VERSION};
 pub use error::FleetError;
+pub use metrics::FleetMetrics;
 pub use model::{
     Ack, AlertKey, FleetSnapshot, MAX_LOCATION_BYTES, MAX_NAME_BYTES, MAX_UNIT_BYTES,
     MAX_WHO_BYTES, NodeInfo, SensorInfo, Threshold,
 };
+pub use replica::{Replica, ReplicaError, random_session};
 pub use sync::{Changed, Peer};
-pub use replica::{Replica, ReplicaError};
+
+/// The hub's replica id: the peer a gateway syncs with. Node ids are never
+/// 0 (gateways draw theirs at random and skip 0), so it names no gateway.
+pub const HUB: tributary_core::ids::NodeId = tributary_core::ids::NodeId(0);

@@ -83,6 +83,8 @@ struct PeerSlot {
     peer: Peer,
     /// When the last unanswered message to this peer was generated.
     awaiting_since_ms: Option<u64>,
+    /// When this peer last sent a well-formed message.
+    heard_ms: Option<u64>,
 }
 
 /// The document, its file and its sync peers; see the [module docs](self).
@@ -175,16 +177,22 @@ impl Replica {
         }
     }
 
-    /// Applies a sync message from peer `from` and persists what it
-    /// changed. A malformed message changes nothing and is
+    /// Applies a sync message from peer `from`, received at `now_ms`, and
+    /// persists what it changed. A malformed message changes nothing and is
     /// [`FleetError::MalformedSync`]. Answer with
     /// [`generate`](Self::generate) for `from`, and on
     /// [`Changed::Updated`] for the other peers too.
-    pub fn receive(&mut self, from: NodeId, bytes: &[u8]) -> Result<Changed, ReplicaError> {
+    pub fn receive(
+        &mut self,
+        from: NodeId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Changed, ReplicaError> {
         let slot = self.peers.entry(from).or_default();
         let changed = self.doc.receive(&mut slot.peer, bytes)?;
         // Any well-formed message is an answer.
         slot.awaiting_since_ms = None;
+        slot.heard_ms = Some(now_ms);
         if changed == Changed::Updated {
             self.persist()?;
         }
@@ -219,13 +227,17 @@ impl Replica {
     }
 
     /// Peers that have not answered a message generated more than
-    /// `after_ms` before `now_ms`.
-    pub fn stalled(&self, now_ms: u64, after_ms: u64) -> Vec<NodeId> {
+    /// `after_ms` before `now_ms`, among those never heard from or heard
+    /// from within `heard_within_ms` (a gateway gone for long is not
+    /// retried every round: it starts a new round when it reconnects).
+    pub fn stalled(&self, now_ms: u64, after_ms: u64, heard_within_ms: u64) -> Vec<NodeId> {
         self.peers
             .iter()
             .filter(|(_, s)| {
                 s.awaiting_since_ms
                     .is_some_and(|t| now_ms.saturating_sub(t) >= after_ms)
+                    && s.heard_ms
+                        .is_none_or(|h| now_ms.saturating_sub(h) <= heard_within_ms)
             })
             .map(|(p, _)| *p)
             .collect()
@@ -289,5 +301,21 @@ impl Replica {
             .query_row("SELECT COUNT(*) FROM fleet_chunk", [], |r| r.get(0))
             .optional()?;
         Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+}
+
+/// A session number for this process start (see [`FleetConfig::new`]):
+/// from the OS RNG; if that fails, the clock and the process id, which
+/// still differ between starts.
+pub fn random_session() -> u64 {
+    let mut word = [0u8; 8];
+    match rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut word) {
+        Ok(()) => u64::from_le_bytes(word),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        }
     }
 }

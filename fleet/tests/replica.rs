@@ -102,7 +102,7 @@ fn exchange(hub: &mut Replica, gw: &mut Replica, now: u64, drop_nth: Option<usiz
         if let Some(m) = gw.generate(HUB, now) {
             progress = true;
             if drop_nth != Some(sent) {
-                let _ = hub.receive(GW, &m).unwrap();
+                let _ = hub.receive(GW, &m, now).unwrap();
                 delivered += 1;
             }
             sent += 1;
@@ -110,7 +110,7 @@ fn exchange(hub: &mut Replica, gw: &mut Replica, now: u64, drop_nth: Option<usiz
         if let Some(m) = hub.generate(GW, now) {
             progress = true;
             if drop_nth != Some(sent) {
-                let _ = gw.receive(HUB, &m).unwrap();
+                let _ = gw.receive(HUB, &m, now).unwrap();
                 delivered += 1;
             }
             sent += 1;
@@ -145,13 +145,13 @@ fn a_lost_message_stalls_the_peer_until_it_is_reset() {
             // Both wait for an answer that will never come; the side that
             // sent the lost message notices after the timeout.
             stalls += 1;
-            let mut stalled = gw.stalled(31_000, 30_000);
-            stalled.extend(hub.stalled(31_000, 30_000));
+            let mut stalled = gw.stalled(31_000, 30_000, u64::MAX);
+            stalled.extend(hub.stalled(31_000, 30_000, u64::MAX));
             assert!(!stalled.is_empty(), "drop {drop_nth}: nobody noticed");
-            assert!(gw.stalled(30_999, 30_000).is_empty());
+            assert!(gw.stalled(30_999, 30_000, u64::MAX).is_empty());
             gw.reset_peer(HUB);
             hub.reset_peer(GW);
-            assert!(gw.stalled(31_000, 30_000).is_empty());
+            assert!(gw.stalled(31_000, 30_000, u64::MAX).is_empty());
             exchange(&mut hub, &mut gw, 31_000, None);
         }
         assert_eq!(hub.doc().snapshot(), gw.doc().snapshot(), "drop {drop_nth}");
@@ -163,7 +163,10 @@ fn a_lost_message_stalls_the_peer_until_it_is_reset() {
         let hub = Replica::open(&dir.path().join("hub.sqlite3"), HUB, 2).unwrap();
         assert_eq!(hub.doc().snapshot(), snap);
     }
-    assert!(stalls > 0, "no dropped message stalled the sync: the test tests nothing");
+    assert!(
+        stalls > 0,
+        "no dropped message stalled the sync: the test tests nothing"
+    );
 }
 
 #[test]
@@ -171,7 +174,7 @@ fn a_malformed_message_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = Replica::open(&dir.path().join("hub.sqlite3"), HUB, 1).unwrap();
     let before = hub.doc().snapshot();
-    let err = hub.receive(GW, b"\x42not automerge").unwrap_err();
+    let err = hub.receive(GW, b"\x42not automerge", 0).unwrap_err();
     assert_eq!(err.reason(), "malformed_sync");
     assert_eq!(hub.doc().snapshot(), before);
     assert_eq!(hub.stored_chunks().unwrap(), 1);
@@ -179,5 +182,5 @@ fn a_malformed_message_changes_nothing() {
     let dir2 = tempfile::tempdir().unwrap();
     let mut gw = Replica::open(&dir2.path().join("gw.sqlite3"), GW, 1).unwrap();
     let first = gw.generate(HUB, 0).unwrap();
-    assert_eq!(hub.receive(GW, &first).unwrap(), Changed::Unchanged);
+    assert_eq!(hub.receive(GW, &first, 0).unwrap(), Changed::Unchanged);
 }

@@ -117,7 +117,7 @@ pub(super) async fn authorize(
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "this token may only read; acknowledging needs an admin token",
+                "this token may only read; changing anything needs an admin token",
             )
             .error_response(),
         )),

@@ -46,7 +46,7 @@ fn limit(l: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-fn node_param(name: &str, s: &str) -> Result<NodeId, ApiError> {
+pub(super) fn node_param(name: &str, s: &str) -> Result<NodeId, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_param(
             name,

@@ -57,9 +57,12 @@ use super::DecodeError;
 pub const WIRE_VERSION: u8 = 1;
 
 /// Largest edge ↔ hub message accepted, in bytes (version byte included).
-/// Senders batch deltas below it; at ~40 bytes an entry that is ~6 000
-/// entries, and it keeps a hub's worst-case buffer per message small.
-pub const MAX_MESSAGE: usize = 256 * 1024;
+/// Deltas are batched far below it (`max_batch_bytes`, 64 KiB by default);
+/// the size is set by the fleet configuration's first sync, which Automerge
+/// sends as one message: 332 KB for 1,000 gateways × 20 sensors
+/// (docs/fleet-config.md). 1 MiB is also the MQTT packet limit of the
+/// hub's broker and of both clients, and bounds a hub's buffer per message.
+pub const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// Largest device message accepted, in bytes: fits a UART frame buffer on
 /// the smallest supported microcontroller.
