@@ -9,7 +9,7 @@ mod http_client;
 use std::sync::atomic::Ordering;
 
 use http_client::{get, request, request_with};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tributary_core::codec::v1::{Alert, DetectorKind};
 use tributary_core::crdt::aggregate::{AggregateState, Key};
 use tributary_core::hlc::Hlc;
@@ -569,4 +569,79 @@ fn openapi_document_parses_and_lists_every_route() {
     }
     assert!(doc["paths"]["/api/v1/alerts/{node}/{hlc}/ack"]["post"].is_object());
     assert!(doc["components"]["schemas"]["AggregatesOut"].is_object());
+}
+
+/// `/api/v1/config`: readers read, only admins edit; a bad edit is 400
+/// with the document's reason and changes nothing.
+#[test]
+fn the_fleet_configuration_is_read_by_readers_and_edited_by_admins() {
+    use tributary_hub::api::auth::Tokens;
+    let (reader, admin) = ("r3ad3r-t0ken-0123456789", "adm1n-t0ken-0123456789ab");
+    let (hub, _, _) = common::serve_with(
+        false,
+        Tokens::new(&[reader.to_owned()], &[admin.to_owned()]),
+        seed,
+    );
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        let headers = [("Authorization", auth.as_str())];
+        request_with(
+            hub.addr,
+            method,
+            path,
+            &headers,
+            Some("application/json"),
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let path = "/api/v1/config/sensors/7/threshold";
+    let r = call("PUT", path, reader, r#"{"open": 0.9}"#);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = call("PUT", path, admin, r#"{"open": 0.9, "close": 0.2}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call("PUT", "/api/v1/config/sensors/7", admin, r#"{"name": "inlet", "unit": "bar"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        "PUT",
+        "/api/v1/config/nodes/00000000000000a1",
+        admin,
+        r#"{"name": "north", "location": "roof"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = call("GET", "/api/v1/config", reader, "").json();
+    assert_eq!(
+        doc["sensors"],
+        json!([{"sensor": 7, "name": "inlet", "unit": "bar", "location": null,
+                "threshold": {"open": 0.9, "close": 0.2}}])
+    );
+    assert_eq!(
+        doc["nodes"],
+        json!([{"node": "00000000000000a1", "name": "north", "location": "roof"}])
+    );
+    assert!(doc["stored_bytes"].as_u64() > Some(0));
+
+    for (body, reason) in [
+        (r#"{"open": 0}"#, "threshold_out_of_range"),
+        (r#"{"open": 0.5, "close": 0.5}"#, "close_out_of_range"),
+    ] {
+        let r = call("PUT", path, admin, body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.json()["details"]["reason"], reason, "{body}");
+    }
+    let r = call("PUT", "/api/v1/config/sensors/-1/threshold", admin, r#"{"open": 0.5}"#);
+    assert_eq!(r.json()["details"]["reason"], "invalid_sensor");
+    let r = call("PUT", path, admin, "{");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["details"]["reason"], "invalid_body");
+    assert_eq!(call("GET", "/api/v1/config", reader, "").json()["sensors"], doc["sensors"]);
+
+    let r = call("DELETE", path, admin, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["sensors"][0]["threshold"], Value::Null);
+    let metrics = call("GET", "/metrics", reader, "").text();
+    assert!(
+        metrics.contains("tributary_hub_config_sync_rejected_total{reason=\"close_out_of_range\"} 1"),
+        "{metrics}"
+    );
 }

@@ -186,6 +186,17 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
         return;
     };
     let hub = hub();
+    // The fleet configuration names a node and sets a sensor's threshold.
+    for (path, body) in [
+        (format!("/api/v1/config/nodes/{N1}"), r#"{"name": "pump house"}"#),
+        (
+            "/api/v1/config/sensors/7/threshold".to_owned(),
+            r#"{"open": 0.93}"#,
+        ),
+    ] {
+        let r = request(hub.addr, "PUT", &path, Some("application/json"), body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
     let work = tempfile::tempdir().unwrap();
     let url = format!("http://{}/", hub.addr);
 
@@ -194,6 +205,13 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     let body = body.first().unwrap_or_else(|| panic!("no <body>:\n{dom}"));
     assert_eq!(body.attr("data-error"), None, "the page shows an error");
     assert_eq!(body.attr("data-ready"), Some("1"), "never rendered:\n{dom}");
+
+    // Configuration: the threshold's row, and the node's name on its card.
+    let rows = elements(&dom, "tr", "sensor-config");
+    assert_eq!(rows.len(), 1, "{dom}");
+    assert_eq!(rows[0].attr("data-sensor"), Some("7"));
+    assert_eq!(rows[0].attr("data-open"), Some("0.93"));
+    assert!(dom.contains(r#"<strong class="node-name">pump house</strong>"#), "{dom}");
 
     // Nodes: each with its online state.
     let nodes: HashMap<String, String> = elements(&dom, "div", "node")

@@ -2,7 +2,10 @@
 //! `scripts/demo.sh`): this test runs the same binary, waits until data from
 //! all three gateways reaches the hub's API, stops it with Ctrl-C (SIGINT)
 //! and checks that it and every process it started exit cleanly, leaving
-//! their data behind. On the way, headless Chromium opens the dashboard URL
+//! their data behind. The QEMU device's readings (the real firmware, on
+//! gateway 1's serial source) must reach the hub as well when QEMU and the
+//! firmware build are there (always under CI). On the way, headless
+//! Chromium opens the dashboard URL
 //! it printed (three gateways online, charts drawn) and writes a
 //! screenshot to `$CARGO_TARGET_TMPDIR/demo-dashboard.png`.
 
@@ -78,6 +81,27 @@ fn the_demo_brings_three_gateways_to_the_hub_and_stops_cleanly_on_ctrl_c() {
             a["items"].as_array().is_some_and(|i| !i.is_empty()),
             "no aggregates for sensor {sensor}: {a}"
         );
+    }
+
+    // The QEMU device (the real firmware) feeds gateway 1 over its UART:
+    // its sensors reach the hub too. Under CI, QEMU and the firmware build
+    // are there (scripts/test.sh builds it), so the device must run.
+    while let Ok(l) = rx.try_recv() {
+        printed.push(l);
+    }
+    let device = printed.iter().any(|l| l.trim().starts_with("device"));
+    assert!(
+        device || std::env::var_os("CI").is_none(),
+        "no QEMU device under CI: {printed:?}"
+    );
+    if device {
+        let from_device = poll_for(Duration::from_secs(60), || {
+            let a = system::json(hub_http, "/api/v1/aggregates?sensor=386001&resolution=1m");
+            a["items"].as_array().filter(|i| !i.is_empty()).map(|_| ())
+        });
+        assert!(from_device.is_some(), "the device's readings never reached the hub");
+    } else {
+        eprintln!("the demo ran without its QEMU device (no qemu-system-arm or firmware build)");
     }
 
     // The dashboard a user opens, in a real browser: three gateways online,

@@ -27,6 +27,7 @@
   const $ = (id) => document.getElementById(id);
   const errors = new Map(); // what failed -> message, shown in the banner
   let sensors = [];
+  let nodeNames = new Map(); // node id -> name, from the fleet configuration
   let refreshing = false;
   let again = false; // a control changed during a refresh: run once more
 
@@ -182,6 +183,7 @@
       const pending = n.lag.versions;
       return h("div", { class: "node", "data-node": n.id, "data-online": n.online },
         h("div", { class: "node-head" },
+          nodeNames.has(n.id) ? h("strong", { class: "node-name" }, nodeNames.get(n.id)) : null,
           h("code", {}, n.id),
           h("span", { class: n.online ? "badge online" : "badge offline" }, n.online ? "online" : "offline")),
         h("dl", {},
@@ -338,6 +340,44 @@
     $("charts").replaceChildren(...cards);
   }
 
+  // ---- fleet configuration -------------------------------------------------
+
+  async function renderConfig() {
+    const doc = await api("/api/v1/config");
+    nodeNames = new Map(doc.nodes.map((n) => [n.node, n.name]));
+    const dash = (x) => (x === null || x === undefined ? "–" : x);
+    const rows = doc.sensors.map((x) =>
+      h("tr", { class: "sensor-config", "data-sensor": x.sensor,
+                "data-open": x.threshold ? x.threshold.open : "" },
+        h("td", {}, x.sensor),
+        h("td", {}, dash(x.name)),
+        h("td", {}, dash(x.unit)),
+        h("td", {}, dash(x.location)),
+        h("td", { class: "num" }, x.threshold ? x.threshold.open.toFixed(2) : "default"),
+        h("td", { class: "num" }, x.threshold && x.threshold.close !== null ? x.threshold.close.toFixed(2) : "default")));
+    if (rows.length === 0) rows.push(h("tr", {}, h("td", { class: "none", colspan: 6 }, "Every sensor uses the default threshold.")));
+    $("config").replaceChildren(...rows);
+  }
+
+  async function editThreshold(clear) {
+    const sensor = $("cfg-sensor").value;
+    if (sensor === "") return;
+    const path = `/api/v1/config/sensors/${encodeURIComponent(sensor)}/threshold`;
+    if (clear) {
+      await part("config-edit", () => api(path, { method: "DELETE" }));
+    } else {
+      const body = { open: Number($("cfg-open").value) };
+      if ($("cfg-close").value !== "") body.close = Number($("cfg-close").value);
+      await part("config-edit", () => api(path, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      }));
+    }
+    await part("config", renderConfig);
+    showErrors();
+  }
+
   // ---- alerts ------------------------------------------------------------
 
   async function acknowledge(alert, button) {
@@ -382,6 +422,8 @@
     refreshing = true;
     again = false;
     try {
+      // Names first: the node cards show them.
+      const named = await part("config", renderConfig);
       const results = await Promise.all([
         part("fleet", renderFleet),
         part("nodes", renderNodes),
@@ -390,7 +432,7 @@
       ]);
       showErrors();
       $("updated").textContent = `updated ${clock(Date.now())}:${pad(new Date().getSeconds())}`;
-      if (results.every(Boolean)) document.body.dataset.ready = "1";
+      if (named && results.every(Boolean)) document.body.dataset.ready = "1";
     } finally {
       refreshing = false;
     }
@@ -409,6 +451,8 @@
     $("sensor").addEventListener("change", refresh);
     $("open-only").addEventListener("change", refresh);
     $("controls").addEventListener("submit", (e) => e.preventDefault());
+    $("threshold-form").addEventListener("submit", (e) => { e.preventDefault(); editThreshold(false); });
+    $("cfg-clear").addEventListener("click", () => editThreshold(true));
     // The next refresh is scheduled when this one ends: a slow hub gets
     // one request set at a time, never a pile-up.
     const loop = () => refresh().finally(() => setTimeout(loop, REFRESH_MS));

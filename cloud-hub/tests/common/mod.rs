@@ -98,6 +98,12 @@ fn serve_full<T>(
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let h = health.clone();
+    let replica = tributary_fleet::Replica::open(
+        &dir.path().join("fleet.sqlite3"),
+        tributary_fleet::HUB,
+        1,
+    )
+    .unwrap();
     // The hub gets its own thread and actix system: the test's blocking
     // HTTP client (and browser) must not block the thread its actors run on.
     let thread = std::thread::spawn(move || {
@@ -105,9 +111,18 @@ fn serve_full<T>(
             let metrics = Metrics::new();
             let writer = start_writer(store, metrics.clone());
             let reader = start_readers(&opts, 2).unwrap();
+            // The fleet document, with no MQTT peer: its messages go nowhere.
+            let (out, _) = tokio::sync::mpsc::channel(16);
+            let (fleet, view) = tributary_fleet::FleetActor::start(
+                replica,
+                out,
+                metrics.fleet.hooks(),
+                tributary_fleet::FleetActorConfig::default(),
+            );
             let state = ApiState::new(reader, writer, metrics, h)
                 .with_online_window(Duration::from_secs(300))
-                .with_tokens(tokens);
+                .with_tokens(tokens)
+                .with_fleet(fleet, view);
             let (srv, addr) = server_with_tls("127.0.0.1:0".parse().unwrap(), state, tls).unwrap();
             let handle = srv.handle();
             let running = actix::spawn(srv);

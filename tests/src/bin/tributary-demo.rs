@@ -7,7 +7,12 @@
 //! - a fault-injecting TCP proxy in front of the broker for the third
 //!   gateway, which cuts its uplink for `--outage-for` every
 //!   `--outage-every`, so the dashboard shows it go offline, fall behind and
-//!   catch up exactly.
+//!   catch up exactly;
+//! - when `qemu-system-arm` and the firmware of the QEMU board are there
+//!   (scripts/demo.sh builds it), a device: the real no_std firmware on an
+//!   emulated Cortex-M4 (`firmware/boards/mps2-an386`), whose UART QEMU
+//!   exposes as a PTY that the first gateway reads as its serial source
+//!   (sensors 386001 and 386002).
 //!
 //! It prints the dashboard URL, then one progress line per gateway every
 //! `--report-every`. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly:
@@ -54,6 +59,95 @@ struct Cli {
     /// How often a progress line is printed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     report_every: Duration,
+    /// The QEMU board's firmware ELF; by default the release build's place
+    /// in this build's target directory, then in `firmware/target`.
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+    /// Run without the QEMU device even if it could run.
+    #[arg(long)]
+    no_device: bool,
+}
+
+/// Where a release build of the QEMU board leaves its ELF, below a target
+/// directory.
+const FIRMWARE_ELF: &str = "thumbv7em-none-eabihf/release/tributary-fw-mps2";
+
+/// The firmware to run, or why there is none (printed, not fatal: the demo
+/// runs without the device).
+fn firmware(cli: &Cli) -> Result<PathBuf, String> {
+    if cli.no_device {
+        return Err("--no-device".into());
+    }
+    let qemu = Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !qemu {
+        return Err("qemu-system-arm is not installed".into());
+    }
+    if let Some(elf) = &cli.firmware {
+        return if elf.is_file() {
+            Ok(elf.clone())
+        } else {
+            Err(format!("no firmware at {}", elf.display()))
+        };
+    }
+    // This binary is `<target>/debug/tributary-demo`.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/target");
+    target
+        .into_iter()
+        .chain([repo])
+        .map(|d| d.join(FIRMWARE_ELF))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "no firmware build (scripts/demo.sh builds it: \
+             cd firmware && cargo build --release -p tributary-fw-mps2)"
+                .into()
+        })
+}
+
+/// Starts QEMU with the firmware: its first UART as a PTY (returned), its
+/// second (the device's console) into `logs/device-console.log`.
+fn start_device(elf: &Path, logs: &Path, stop: &AtomicBool) -> Result<(Proc, PathBuf)> {
+    let log = logs.join("device.log");
+    // The log is appended to across runs: only this start's lines count.
+    let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+    let mut p = Proc::spawn(
+        "device",
+        Command::new("qemu-system-arm")
+            .args(["-cpu", "cortex-m4", "-machine", "mps2-an386"])
+            .args(["-nographic", "-display", "none", "-monitor", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-serial", "pty", "-serial"])
+            .arg(format!("file:{}", logs.join("device-console.log").display()))
+            .arg("-kernel")
+            .arg(elf)
+            .stdin(Stdio::null()),
+        logs,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        // "char device redirected to /dev/pts/N (label serial0)"
+        let text = std::fs::read(&log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default());
+        if let Some(pty) = text
+            .lines()
+            .find_map(|l| l.split("redirected to ").nth(1)?.split_whitespace().next())
+        {
+            return Ok((p, PathBuf::from(pty)));
+        }
+        if !p.alive() {
+            bail!("QEMU exited during start-up:\n{}", tail_log(logs, "device"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p.stop(Duration::from_secs(5));
+    bail!("QEMU did not report its PTY")
 }
 
 /// A child process that gets SIGTERM (an orderly drain) when the demo stops.
@@ -164,6 +258,21 @@ fn main() -> Result<ExitCode> {
     )?;
     wait_http(hub_http, "/readyz", &mut hub, &logs, &stop)?;
 
+    // The device first: the first gateway's serial source needs its PTY.
+    let mut device = match firmware(&cli) {
+        Ok(elf) => match start_device(&elf, &logs, &stop) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("demo: running without the QEMU device: {e:#}");
+                None
+            }
+        },
+        Err(why) => {
+            eprintln!("demo: running without the QEMU device: {why}");
+            None
+        }
+    };
+
     // The third gateway reaches the broker through the proxy.
     let proxy = FaultProxy::start(mqtt).context("cannot start the uplink proxy")?;
     let mut edges = Vec::new();
@@ -172,6 +281,13 @@ fn main() -> Result<ExitCode> {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let port = if i == 2 { proxy.port() } else { mqtt.port() };
         let cfg = dir.join(format!("{name}.toml"));
+        let serial = match (&device, i) {
+            (Some((_, pty)), 0) => format!(
+                "[sources.serial]\npath = \"{}\"\nreopen_min = \"100ms\"\nreopen_max = \"1s\"\n",
+                pty.display()
+            ),
+            _ => String::new(),
+        };
         std::fs::write(
             &cfg,
             format!(
@@ -180,7 +296,7 @@ fn main() -> Result<ExitCode> {
                  [sources.simulator]\nsensors = {sensors}\nfirst_sensor = {first}\n\
                  rate_hz = {rate:?}\nseed = {seed}\nspike_probability = 0.003\n\
                  [uplink]\nport = {port}\nkeep_alive = \"5s\"\nbackoff_initial = \"500ms\"\n\
-                 backoff_max = \"10s\"\nheartbeat = \"10s\"\n",
+                 backoff_max = \"10s\"\nheartbeat = \"10s\"\n{serial}",
                 data = dir.join(&name).display(),
                 sensors = cli.sensors,
                 // Gateways 1 and 2 watch the same sensors (the hub adds
@@ -206,6 +322,12 @@ fn main() -> Result<ExitCode> {
     println!("  hub API     http://{hub_http}/api/v1/nodes");
     for (i, (_, http)) in edges.iter().enumerate() {
         println!("  gateway {}   http://{http}/api/v1/status", i + 1);
+    }
+    if device.is_some() {
+        println!(
+            "  device      QEMU mps2-an386 running the firmware, on gateway 1's serial port \
+             (sensors 386001, 386002)"
+        );
     }
     println!(
         "  gateway 3 loses its uplink for {:?} every {:?}. Ctrl-C stops everything.",
@@ -235,6 +357,11 @@ fn main() -> Result<ExitCode> {
                 println!("  gateway {}: {}", i + 1, progress(*http));
             }
         }
+        if device.as_mut().is_some_and(|(p, _)| !p.alive()) {
+            // Not fatal: the gateways go on without it.
+            eprintln!("demo: the QEMU device exited; see {}", logs.join("device.log").display());
+            device = None;
+        }
         if !hub.alive() || edges.iter_mut().any(|(p, _)| !p.alive()) {
             eprintln!("demo: a process exited; see {}", logs.display());
             break;
@@ -242,6 +369,9 @@ fn main() -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("demo: stopping (each process drains and exits)");
+    if let Some((p, _)) = device.as_mut() {
+        p.stop(Duration::from_secs(5));
+    }
     for (p, _) in edges.iter_mut().rev() {
         p.stop(Duration::from_secs(15));
     }
