@@ -600,7 +600,12 @@ fn the_fleet_configuration_is_read_by_readers_and_edited_by_admins() {
     assert_eq!(r.status, 403, "{}", r.text());
     let r = call("PUT", path, admin, r#"{"open": 0.9, "close": 0.2}"#);
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = call("PUT", "/api/v1/config/sensors/7", admin, r#"{"name": "inlet", "unit": "bar"}"#);
+    let r = call(
+        "PUT",
+        "/api/v1/config/sensors/7",
+        admin,
+        r#"{"name": "inlet", "unit": "bar"}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = call(
         "PUT",
@@ -629,19 +634,28 @@ fn the_fleet_configuration_is_read_by_readers_and_edited_by_admins() {
         assert_eq!(r.status, 400, "{body}: {}", r.text());
         assert_eq!(r.json()["details"]["reason"], reason, "{body}");
     }
-    let r = call("PUT", "/api/v1/config/sensors/-1/threshold", admin, r#"{"open": 0.5}"#);
+    let r = call(
+        "PUT",
+        "/api/v1/config/sensors/-1/threshold",
+        admin,
+        r#"{"open": 0.5}"#,
+    );
     assert_eq!(r.json()["details"]["reason"], "invalid_sensor");
     let r = call("PUT", path, admin, "{");
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["details"]["reason"], "invalid_body");
-    assert_eq!(call("GET", "/api/v1/config", reader, "").json()["sensors"], doc["sensors"]);
+    assert_eq!(
+        call("GET", "/api/v1/config", reader, "").json()["sensors"],
+        doc["sensors"]
+    );
 
     let r = call("DELETE", path, admin, "");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["sensors"][0]["threshold"], Value::Null);
     let metrics = call("GET", "/metrics", reader, "").text();
     assert!(
-        metrics.contains("tributary_hub_config_sync_rejected_total{reason=\"close_out_of_range\"} 1"),
+        metrics
+            .contains("tributary_hub_config_sync_rejected_total{reason=\"close_out_of_range\"} 1"),
         "{metrics}"
     );
 }

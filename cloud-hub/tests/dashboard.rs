@@ -188,13 +188,23 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     let hub = hub();
     // The fleet configuration names a node and sets a sensor's threshold.
     for (path, body) in [
-        (format!("/api/v1/config/nodes/{N1}"), r#"{"name": "pump house"}"#),
+        (
+            format!("/api/v1/config/nodes/{N1}"),
+            r#"{"name": "pump house"}"#,
+        ),
         (
             "/api/v1/config/sensors/7/threshold".to_owned(),
             r#"{"open": 0.93}"#,
         ),
     ] {
-        let r = request(hub.addr, "PUT", &path, Some("application/json"), body.as_bytes()).unwrap();
+        let r = request(
+            hub.addr,
+            "PUT",
+            &path,
+            Some("application/json"),
+            body.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let work = tempfile::tempdir().unwrap();
@@ -211,7 +221,10 @@ fn chromium_renders_the_fleet_the_charts_and_the_alerts() {
     assert_eq!(rows.len(), 1, "{dom}");
     assert_eq!(rows[0].attr("data-sensor"), Some("7"));
     assert_eq!(rows[0].attr("data-open"), Some("0.93"));
-    assert!(dom.contains(r#"<strong class="node-name">pump house</strong>"#), "{dom}");
+    assert!(
+        dom.contains(r#"<strong class="node-name">pump house</strong>"#),
+        "{dom}"
+    );
 
     // Nodes: each with its online state.
     let nodes: HashMap<String, String> = elements(&dom, "div", "node")

@@ -220,8 +220,11 @@ impl Handler<Receive> for FleetActor {
     }
 }
 
+/// A batch of edits to run on the document (see [`Edit`]).
+pub type EditFn = Box<dyn FnOnce(&mut FleetConfig) -> Result<(), FleetError> + Send>;
+
 /// A batch of local edits, applied as one change (all or nothing).
-pub struct Edit(pub Box<dyn FnOnce(&mut FleetConfig) -> Result<(), FleetError> + Send>);
+pub struct Edit(pub EditFn);
 
 impl std::fmt::Debug for Edit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

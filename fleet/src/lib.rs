@@ -49,7 +49,9 @@ mod model;
 mod replica;
 mod sync;
 
-pub use actor::{Connected, Edit, FleetActor, FleetActorConfig, FleetHooks, FleetView, Receive};
+pub use actor::{
+    Connected, Edit, EditFn, FleetActor, FleetActorConfig, FleetHooks, FleetView, Receive,
+};
 pub use document::{FleetConfig, SCHEMA_VERSION};
 pub use error::FleetError;
 pub use metrics::FleetMetrics;

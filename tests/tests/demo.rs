@@ -94,12 +94,46 @@ fn the_demo_brings_three_gateways_to_the_hub_and_stops_cleanly_on_ctrl_c() {
         device || std::env::var_os("CI").is_none(),
         "no QEMU device under CI: {printed:?}"
     );
+    // The demo names its gateways in the fleet configuration; the
+    // document reaches every gateway over MQTT.
+    let named = poll_for(Duration::from_secs(60), || {
+        let hub_doc = system::json(hub_http, "/api/v1/config");
+        let names: Vec<&str> = hub_doc["nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        (names.len() == 3).then_some(hub_doc.clone())
+    });
+    let hub_doc = named.unwrap_or_else(|| panic!("the demo did not name its gateways"));
+    // "  gateway 1   http://127.0.0.1:PORT/api/v1/status"
+    let gateway1: SocketAddr = printed
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("gateway 1")?
+                .trim()
+                .strip_prefix("http://")
+        })
+        .and_then(|u| u.strip_suffix("/api/v1/status")?.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway 1 URL printed: {printed:?}"));
+    let synced = poll_for(Duration::from_secs(60), || {
+        let doc = system::json(gateway1, "/api/v1/config");
+        (doc["nodes"] == hub_doc["nodes"]).then_some(())
+    });
+    assert!(
+        synced.is_some(),
+        "gateway 1 never got the hub's fleet configuration"
+    );
     if device {
         let from_device = poll_for(Duration::from_secs(60), || {
             let a = system::json(hub_http, "/api/v1/aggregates?sensor=386001&resolution=1m");
             a["items"].as_array().filter(|i| !i.is_empty()).map(|_| ())
         });
-        assert!(from_device.is_some(), "the device's readings never reached the hub");
+        assert!(
+            from_device.is_some(),
+            "the device's readings never reached the hub"
+        );
     } else {
         eprintln!("the demo ran without its QEMU device (no qemu-system-arm or firmware build)");
     }

@@ -90,20 +90,58 @@ fn offline_edits_on_a_gateway_and_the_hub_merge_and_survive_restarts() {
     // online throughout and learns A's edits through the hub.
     let proxy = FaultProxy::start(broker.addr()).unwrap();
     proxy.set_mode(Mode::Partition);
-    let mut a = Edge::start_with("edge-a", &tmp.path().join("a"), &logs, proxy.port(), None, "");
-    let b = Edge::start_with("edge-b", &tmp.path().join("b"), &logs, broker.port(), None, "");
+    let mut a = Edge::start_with(
+        "edge-a",
+        &tmp.path().join("a"),
+        &logs,
+        proxy.port(),
+        None,
+        "",
+    );
+    let b = Edge::start_with(
+        "edge-b",
+        &tmp.path().join("b"),
+        &logs,
+        broker.port(),
+        None,
+        "",
+    );
 
     // Offline, on A: a sensor's registry entry and threshold, and a
     // threshold the hub also sets.
-    put(a.http, "/api/v1/config/sensors/7", json!({"name": "boiler", "unit": "°C"}));
-    put(a.http, "/api/v1/config/sensors/7/threshold", json!({"open": 0.95, "close": 0.4}));
-    put(a.http, "/api/v1/config/sensors/8/threshold", json!({"open": 0.7}));
+    put(
+        a.http,
+        "/api/v1/config/sensors/7",
+        json!({"name": "boiler", "unit": "°C"}),
+    );
+    put(
+        a.http,
+        "/api/v1/config/sensors/7/threshold",
+        json!({"open": 0.95, "close": 0.4}),
+    );
+    put(
+        a.http,
+        "/api/v1/config/sensors/8/threshold",
+        json!({"open": 0.7}),
+    );
     // Meanwhile, at the hub: A's registry entry, the same sensor 8, and
     // another sensor.
     let a_path = format!("/api/v1/config/nodes/{}", a.node);
-    put(hub.http, &a_path, json!({"name": "north", "location": "roof"}));
-    put(hub.http, "/api/v1/config/sensors/8/threshold", json!({"open": 0.6, "close": 0.3}));
-    put(hub.http, "/api/v1/config/sensors/9/threshold", json!({"open": 0.85}));
+    put(
+        hub.http,
+        &a_path,
+        json!({"name": "north", "location": "roof"}),
+    );
+    put(
+        hub.http,
+        "/api/v1/config/sensors/8/threshold",
+        json!({"open": 0.6, "close": 0.3}),
+    );
+    put(
+        hub.http,
+        "/api/v1/config/sensors/9/threshold",
+        json!({"open": 0.85}),
+    );
     assert_eq!(sensor(&config(a.http), 9), Value::Null, "A is offline");
 
     proxy.set_mode(Mode::Pass);
@@ -119,7 +157,10 @@ fn offline_edits_on_a_gateway_and_the_hub_merge_and_survive_restarts() {
         json!({"sensor": 7, "name": "boiler", "unit": "°C", "location": null,
                "threshold": {"open": 0.95, "close": 0.4}})
     );
-    assert_eq!(sensor(&doc, 9)["threshold"], json!({"open": 0.85, "close": null}));
+    assert_eq!(
+        sensor(&doc, 9)["threshold"],
+        json!({"open": 0.85, "close": null})
+    );
     // Sensor 8 was set on both sides: one side's whole value wins, the
     // same everywhere, never an `open` of one with a `close` of the other.
     let t8 = &sensor(&doc, 8)["threshold"];
@@ -137,9 +178,16 @@ fn offline_edits_on_a_gateway_and_the_hub_merge_and_survive_restarts() {
         assert_eq!(config(api), doc, "after a restart");
     }
     // And sync goes on with the new processes (new Automerge sessions).
-    put(hub.http, "/api/v1/config/sensors/9/threshold", json!({"open": 0.9}));
+    put(
+        hub.http,
+        "/api/v1/config/sensors/9/threshold",
+        json!({"open": 0.9}),
+    );
     let doc = converged(&apis, Duration::from_secs(60));
-    assert_eq!(sensor(&doc, 9)["threshold"], json!({"open": 0.9, "close": null}));
+    assert_eq!(
+        sensor(&doc, 9)["threshold"],
+        json!({"open": 0.9, "close": null})
+    );
 }
 
 #[test]
@@ -148,7 +196,11 @@ fn a_malformed_config_message_is_refused_counted_and_changes_nothing() {
     let logs = tmp.path().join("logs");
     let port = free_port();
     let hub = Hub::start(&tmp.path().join("hub"), &logs, HubBroker::Embedded(port));
-    put(hub.http, "/api/v1/config/sensors/3/threshold", json!({"open": 0.9}));
+    put(
+        hub.http,
+        "/api/v1/config/sensors/3/threshold",
+        json!({"open": 0.9}),
+    );
     let before = config(hub.http);
 
     let node = NodeId(0x00c0_ffee);
@@ -165,7 +217,12 @@ fn a_malformed_config_message_is_refused_counted_and_changes_nothing() {
         .unwrap();
     // Not even a v1 message.
     client
-        .publish(&topic, rumqttc::QoS::AtLeastOnce, false, b"\xff\x00".to_vec())
+        .publish(
+            &topic,
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"\xff\x00".to_vec(),
+        )
         .unwrap();
     let mut acked = 0;
     for event in conn.iter() {
@@ -181,7 +238,10 @@ fn a_malformed_config_message_is_refused_counted_and_changes_nothing() {
             system::counters_by_label(hub.http, "tributary_hub_config_sync_rejected_total");
         (by_reason.get("malformed_sync") == Some(&1)).then_some(())
     });
-    assert!(rejected.is_some(), "the malformed sync message was not counted");
+    assert!(
+        rejected.is_some(),
+        "the malformed sync message was not counted"
+    );
     let undecodable = system::counters_by_label(hub.http, "tributary_hub_sync_rejected_total");
     assert_eq!(undecodable.values().sum::<u64>(), 1, "{undecodable:?}");
     assert_eq!(config(hub.http), before);

@@ -98,12 +98,9 @@ fn serve_full<T>(
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let h = health.clone();
-    let replica = tributary_fleet::Replica::open(
-        &dir.path().join("fleet.sqlite3"),
-        tributary_fleet::HUB,
-        1,
-    )
-    .unwrap();
+    let replica =
+        tributary_fleet::Replica::open(&dir.path().join("fleet.sqlite3"), tributary_fleet::HUB, 1)
+            .unwrap();
     // The hub gets its own thread and actix system: the test's blocking
     // HTTP client (and browser) must not block the thread its actors run on.
     let thread = std::thread::spawn(move || {

@@ -124,7 +124,10 @@ fn start_device(elf: &Path, logs: &Path, stop: &AtomicBool) -> Result<(Proc, Pat
             .args(["-nographic", "-display", "none", "-monitor", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args(["-serial", "pty", "-serial"])
-            .arg(format!("file:{}", logs.join("device-console.log").display()))
+            .arg(format!(
+                "file:{}",
+                logs.join("device-console.log").display()
+            ))
             .arg("-kernel")
             .arg(elf)
             .stdin(Stdio::null()),
@@ -317,6 +320,7 @@ fn main() -> Result<ExitCode> {
         edges.push((p, http));
     }
 
+    name_the_fleet(hub_http, &edges, device.is_some());
     println!("Tributary demo running; data and logs in {}", dir.display());
     println!("  dashboard   http://{hub_http}/");
     println!("  hub API     http://{hub_http}/api/v1/nodes");
@@ -359,7 +363,10 @@ fn main() -> Result<ExitCode> {
         }
         if device.as_mut().is_some_and(|(p, _)| !p.alive()) {
             // Not fatal: the gateways go on without it.
-            eprintln!("demo: the QEMU device exited; see {}", logs.join("device.log").display());
+            eprintln!(
+                "demo: the QEMU device exited; see {}",
+                logs.join("device.log").display()
+            );
             device = None;
         }
         if !hub.alive() || edges.iter_mut().any(|(p, _)| !p.alive()) {
@@ -378,6 +385,53 @@ fn main() -> Result<ExitCode> {
     hub.stop(Duration::from_secs(15));
     println!("demo: stopped; data kept in {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names the gateways (and the device's sensors) in the fleet
+/// configuration at the hub, so the dashboard shows names; the gateways
+/// get the document over MQTT. Best effort: a failure is printed, the demo
+/// goes on.
+fn name_the_fleet(hub: SocketAddr, edges: &[(Proc, SocketAddr)], device: bool) {
+    let mut edits = Vec::new();
+    for (i, (_, http)) in edges.iter().enumerate() {
+        let status = tributary_testkit::http::get(*http, "/api/v1/status");
+        let Some(node) = status
+            .ok()
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .and_then(|s| s["node_id"].as_str().map(str::to_owned))
+        else {
+            continue;
+        };
+        let what = match i {
+            0 if device => "simulated sensors + QEMU device",
+            2 => "simulated sensors, flaky uplink",
+            _ => "simulated sensors",
+        };
+        edits.push((
+            format!("/api/v1/config/nodes/{node}"),
+            serde_json::json!({"name": format!("gateway {}", i + 1), "location": what}),
+        ));
+    }
+    if device {
+        for (id, name, unit) in [(386_001, "temperature", "°C"), (386_002, "humidity", "%RH")] {
+            edits.push((
+                format!("/api/v1/config/sensors/{id}"),
+                serde_json::json!({"name": name, "unit": unit, "location": "QEMU mps2-an386"}),
+            ));
+        }
+    }
+    for (path, body) in edits {
+        let r = tributary_testkit::http::request(
+            hub,
+            "PUT",
+            &path,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        );
+        if !matches!(&r, Ok(r) if r.status == 200) {
+            eprintln!("demo: could not set {path} in the fleet configuration");
+        }
+    }
 }
 
 /// A gateway's one-line progress: readings, versions, what the hub has
