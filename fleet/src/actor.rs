@@ -87,7 +87,8 @@ impl Default for FleetActorConfig {
     }
 }
 
-/// The actor; see the [module docs](self).
+/// The actor that owns a daemon's [`Replica`]: edits, received sync messages,
+/// stall checks; readers see its [`FleetView`] (docs/fleet-config.md).
 #[derive(Debug)]
 pub struct FleetActor {
     replica: Replica,

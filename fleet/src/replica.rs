@@ -87,7 +87,9 @@ struct PeerSlot {
     heard_ms: Option<u64>,
 }
 
-/// The document, its file and its sync peers; see the [module docs](self).
+/// The document, its own SQLite file (chunks appended before any peer can
+/// hear of them, compacted when they outgrow the base) and one sync peer
+/// per remote replica, with stall detection (docs/fleet-config.md).
 #[derive(Debug)]
 pub struct Replica {
     doc: FleetConfig,
