@@ -111,8 +111,8 @@ pub struct ApiState {
 /// The fleet configuration document's actor and its latest view.
 #[derive(Clone, Debug)]
 pub struct FleetHandle {
-    actor: actix::Addr<tributary_fleet::FleetActor>,
-    view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
+    pub(crate) actor: actix::Addr<tributary_fleet::FleetActor>,
+    pub(crate) view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
 }
 
 impl ApiState {

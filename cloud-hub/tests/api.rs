@@ -652,6 +652,32 @@ fn the_fleet_configuration_is_read_by_readers_and_edited_by_admins() {
     let r = call("DELETE", path, admin, "");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["sensors"][0]["threshold"], Value::Null);
+
+    // An acknowledged alert is recorded in the document too, for the
+    // gateways to see.
+    let alerts = call(
+        "GET",
+        "/api/v1/alerts?limit=1&acknowledged=false",
+        reader,
+        "",
+    )
+    .json();
+    let (node, hlc) = (
+        alerts["items"][0]["node"].as_str().unwrap().to_owned(),
+        alerts["items"][0]["hlc"].as_u64().unwrap(),
+    );
+    let r = call(
+        "POST",
+        &format!("/api/v1/alerts/{node}/{hlc}/ack"),
+        admin,
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let acks = call("GET", "/api/v1/config", reader, "").json()["acks"].clone();
+    assert_eq!(acks.as_array().map(Vec::len), Some(1), "{acks}");
+    assert_eq!(acks[0]["node"], node.as_str());
+    assert_eq!(acks[0]["hlc"], hlc);
+    assert_eq!(acks[0]["who"], "hub API");
     let metrics = call("GET", "/metrics", reader, "").text();
     assert!(
         metrics

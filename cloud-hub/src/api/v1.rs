@@ -418,6 +418,35 @@ pub(super) async fn post_ack(
             "no alert {hlc} of node {node}"
         )));
     }
+    // Also in the fleet configuration, so every gateway learns that its
+    // alert was seen (docs/fleet-config.md). Best effort: the store's
+    // acknowledgement above is the answer; a failure here is logged and
+    // counted by the document's actor.
+    if let Some(fleet) = &state.fleet {
+        let (key, acked_ms) = (
+            tributary_fleet::AlertKey {
+                node,
+                hlc: Hlc::from_u64(hlc),
+            },
+            wall_ms(),
+        );
+        let edit = fleet.actor.send(tributary_fleet::Edit(Box::new(move |d| {
+            // A re-ack keeps the first time, as the store does.
+            if d.ack(key).is_some() {
+                return Ok(());
+            }
+            d.ack_alert(
+                key,
+                &tributary_fleet::Ack {
+                    acked_ms,
+                    who: "hub API".into(),
+                },
+            )
+        })));
+        if !matches!(edit.await, Ok(Ok(_))) {
+            tracing::warn!(%node, hlc, "could not record the acknowledgement in the fleet configuration");
+        }
+    }
     Ok(HttpResponse::Ok().json(AckOut {
         node: node.to_string(),
         hlc,
