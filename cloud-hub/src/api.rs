@@ -16,7 +16,6 @@
 //! route of [`ROUTES`].
 
 pub mod auth;
-mod config;
 mod dto;
 mod error;
 mod v1;
@@ -34,6 +33,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, HttpServer, web};
 use serde_json::json;
 use tracing::Instrument;
+use tributary_fleet::http::FleetHandle;
 use utoipa::OpenApi;
 
 use crate::metrics::Metrics;
@@ -108,13 +108,6 @@ pub struct ApiState {
     fleet: Option<FleetHandle>,
 }
 
-/// The fleet configuration document's actor and its latest view.
-#[derive(Clone, Debug)]
-pub struct FleetHandle {
-    pub(crate) actor: actix::Addr<tributary_fleet::FleetActor>,
-    pub(crate) view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
-}
-
 impl ApiState {
     /// The state of an API answering from `reader`, acknowledging through
     /// `writer`, with the default online window.
@@ -135,15 +128,11 @@ impl ApiState {
         }
     }
 
-    /// Serves and edits the fleet configuration through `actor`
+    /// Serves and edits the fleet configuration through `fleet`
     /// (`/api/v1/config`; without it those routes answer 503).
-    pub fn with_fleet(
-        self,
-        actor: actix::Addr<tributary_fleet::FleetActor>,
-        view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
-    ) -> ApiState {
+    pub fn with_fleet(self, fleet: FleetHandle) -> ApiState {
         ApiState {
-            fleet: Some(FleetHandle { actor, view }),
+            fleet: Some(fleet),
             ..self
         }
     }
@@ -189,11 +178,15 @@ pub fn server_with_tls(
 ) -> std::io::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
+    let fleet = state.fleet.clone().map(web::Data::new);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(data.clone())
-            .configure(configure)
+        let app = actix_web::App::new().app_data(data.clone());
+        let app = match &fleet {
+            Some(f) => app.app_data(f.clone()),
+            None => app,
+        };
+        app.configure(configure)
     })
     // Two workers: handlers only forward to the store actors, whose threads
     // do the work.
@@ -239,20 +232,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/alerts", web::get().to(v1::get_alerts))
                     .route("/alerts/{node}/{hlc}/ack", web::post().to(v1::post_ack))
                     .route("/fleet", web::get().to(v1::get_fleet))
-                    .route("/config", web::get().to(config::get_config))
-                    .route("/config/nodes/{node}", web::put().to(config::put_node))
-                    .route(
-                        "/config/sensors/{sensor}",
-                        web::put().to(config::put_sensor),
-                    )
-                    .route(
-                        "/config/sensors/{sensor}/threshold",
-                        web::put().to(config::put_threshold),
-                    )
-                    .route(
-                        "/config/sensors/{sensor}/threshold",
-                        web::delete().to(config::delete_threshold),
-                    ),
+                    .configure(tributary_fleet::http::configure),
             )
             .configure(crate::dashboard::configure)
             .default_service(web::to(|| async {
@@ -415,11 +395,11 @@ pub fn openapi_json() -> &'static str {
         v1::get_alerts,
         v1::post_ack,
         v1::get_fleet,
-        config::get_config,
-        config::put_node,
-        config::put_sensor,
-        config::put_threshold,
-        config::delete_threshold
+        tributary_fleet::http::get_config,
+        tributary_fleet::http::put_node,
+        tributary_fleet::http::put_sensor,
+        tributary_fleet::http::put_threshold,
+        tributary_fleet::http::delete_threshold
     ),
     tags(
         (name = "fleet", description = "Nodes and their health"),

@@ -134,31 +134,25 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     // The fleet document: the hub is replica `HUB` (0), in a new session
     // per process start (docs/fleet-config.md, "Actors").
     let fleet_path = config.data_dir.join(FLEET_FILE);
-    let replica = tributary_fleet::Replica::open(
+    // Its queue has room for one round to every gateway of a large fleet
+    // after an edit.
+    let (fleet, fleet_rx) = tributary_fleet::FleetActor::open_and_start(
         &fleet_path,
         tributary_fleet::HUB,
-        tributary_fleet::random_session(),
+        metrics.fleet.hooks(),
+        4096,
     )
     .map_err(|source| DaemonError::Fleet {
         path: fleet_path.clone(),
         source,
     })?;
-    tracing::info!(path = %fleet_path.display(), bytes = replica.stored_bytes(), "fleet configuration open");
-    // Room for one round to every gateway of a large fleet after an edit.
-    let (fleet_tx, fleet_rx) = tokio::sync::mpsc::channel(4096);
-    let (fleet, fleet_view) = tributary_fleet::FleetActor::start(
-        replica,
-        fleet_tx,
-        metrics.fleet.hooks(),
-        tributary_fleet::FleetActorConfig::default(),
-    );
 
     let health = Arc::new(Health::default());
     let (stop, stop_rx) = watch::channel(false);
     let sync_task = actix::spawn({
         let (w, m, h) = (writer.clone(), metrics.clone(), health.clone());
-        let link = crate::sync::FleetLink {
-            actor: fleet.clone(),
+        let link = tributary_fleet::FleetLink {
+            actor: fleet.actor.clone(),
             out: fleet_rx,
         };
         async move {
@@ -180,7 +174,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let state = ApiState::new(reader, writer.clone(), metrics.clone(), health.clone())
         .with_online_window(config.online_window)
         .with_tokens(config.api_tokens.clone())
-        .with_fleet(fleet, fleet_view);
+        .with_fleet(fleet);
     let (server, http) =
         crate::api::server_with_tls(config.http_listen, state, config.http_tls.clone()).map_err(
             |source| DaemonError::Http {

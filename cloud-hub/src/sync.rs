@@ -49,7 +49,7 @@ use tributary_core::crdt::aggregate::{Entry, Key};
 use tributary_core::ids::NodeId;
 use tributary_core::sync::digest::Cell;
 use tributary_core::sync::{HubConfig, HubSync, MergeSink};
-use tributary_fleet::{FleetActor, Receive};
+use tributary_fleet::{FleetActor, FleetLink, Receive};
 
 use crate::api::Health;
 use crate::metrics::Metrics;
@@ -119,16 +119,6 @@ enum TopicKind {
     Delta,
     Alert,
     Config,
-}
-
-/// The fleet document's actor and the queue of its outgoing messages
-/// (`(node, sync bytes)`, published on the node's `ack` topic).
-#[derive(Debug)]
-pub struct FleetLink {
-    /// The actor.
-    pub actor: Addr<FleetActor>,
-    /// What it sends.
-    pub out: tokio::sync::mpsc::Receiver<(NodeId, Vec<u8>)>,
 }
 
 /// `tributary/v1/{node}/{kind}` → (node, kind); `None` for anything else.

@@ -32,8 +32,6 @@ use crate::reading::{BodyError, MAX_EVENT_MS, SourceKind, parse_body};
 use crate::store::actor::{GetStatus, QueryAggregates, QueryAlerts, StoreActor};
 use crate::store::{AggregateQuery, AggregateRow, AlertQuery, StoreError, StoredAlert};
 
-mod config;
-
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct ApiState {
@@ -56,16 +54,7 @@ pub struct ApiState {
     pub uplink: Arc<crate::sync::UplinkStatus>,
     /// The fleet configuration document (`/api/v1/config`; without it
     /// those routes answer 503).
-    pub fleet: Option<FleetHandle>,
-}
-
-/// The fleet configuration document's actor and its latest view.
-#[derive(Clone, Debug)]
-pub struct FleetHandle {
-    /// The actor (edits go there).
-    pub actor: Addr<tributary_fleet::FleetActor>,
-    /// Its latest contents (reads come from here).
-    pub view: tokio::sync::watch::Receiver<Arc<tributary_fleet::FleetView>>,
+    pub fleet: Option<tributary_fleet::http::FleetHandle>,
 }
 
 /// Most rows one query returns.
@@ -140,11 +129,15 @@ impl actix_web::ResponseError for ApiError {
 /// requests, which may be waiting for a commit, finish first).
 pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
     let max_body = state.max_body_bytes;
+    let fleet = state.fleet.clone().map(web::Data::new);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(max_body))
+        let app = App::new().app_data(data.clone());
+        let app = match &fleet {
+            Some(f) => app.app_data(f.clone()),
+            None => app,
+        };
+        app.app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::bad_request(format!("invalid query parameters: {e}")).into()
             }))
@@ -165,20 +158,7 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
                     .route("/aggregates", web::get().to(get_aggregates))
                     .route("/alerts", web::get().to(get_alerts))
                     .route("/status", web::get().to(get_status))
-                    .route("/config", web::get().to(config::get_config))
-                    .route("/config/nodes/{node}", web::put().to(config::put_node))
-                    .route(
-                        "/config/sensors/{sensor}",
-                        web::put().to(config::put_sensor),
-                    )
-                    .route(
-                        "/config/sensors/{sensor}/threshold",
-                        web::put().to(config::put_threshold),
-                    )
-                    .route(
-                        "/config/sensors/{sensor}/threshold",
-                        web::delete().to(config::delete_threshold),
-                    ),
+                    .configure(tributary_fleet::http::configure),
             )
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::new(

@@ -100,20 +100,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
     // The fleet document: this gateway is replica `node_id`, syncing with
     // the hub only (docs/fleet-config.md).
     let fleet_path = config.data_dir.join(FLEET_FILE);
-    let replica =
-        tributary_fleet::Replica::open(&fleet_path, node_id, tributary_fleet::random_session())
-            .map_err(|source| DaemonError::Fleet {
-                path: fleet_path.clone(),
-                source,
-            })?;
-    tracing::info!(path = %fleet_path.display(), bytes = replica.stored_bytes(), "fleet configuration open");
-    let (fleet_tx, fleet_rx) = tokio::sync::mpsc::channel(64);
-    let (fleet, fleet_view) = tributary_fleet::FleetActor::start(
-        replica,
-        fleet_tx,
+    let (fleet, fleet_rx) = tributary_fleet::FleetActor::open_and_start(
+        &fleet_path,
+        node_id,
         metrics.fleet.hooks(),
-        tributary_fleet::FleetActorConfig::default(),
-    );
+        64,
+    )
+    .map_err(|source| DaemonError::Fleet {
+        path: fleet_path.clone(),
+        source,
+    })?;
 
     let detector = config.detect.enabled.then(|| {
         DetectorActor::new(
@@ -122,7 +118,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             store.clone().recipient(),
             metrics.clone(),
         )
-        .with_thresholds(fleet_view.clone())
+        .with_thresholds(fleet.view.clone())
         .start()
         .recipient()
     });
@@ -183,8 +179,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             uplink.clone(),
             stop_rx.clone(),
         );
-        let link = crate::sync::FleetLink {
-            actor: fleet.clone(),
+        let link = tributary_fleet::FleetLink {
+            actor: fleet.actor.clone(),
             out: fleet_rx,
         };
         sources.push(actix::spawn(async move {
@@ -208,10 +204,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> Result<Running, Da
             draining: draining.clone(),
             started: Instant::now(),
             uplink,
-            fleet: Some(crate::api::FleetHandle {
-                actor: fleet,
-                view: fleet_view,
-            }),
+            fleet: Some(fleet),
         },
     )?;
     let handle = server.handle();

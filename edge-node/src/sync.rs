@@ -44,19 +44,11 @@ use tributary_core::ids::{NodeId, Resolution};
 use tributary_core::sync::NodeConfig;
 use tributary_core::sync::link::{Link, LinkConfig, LinkState};
 
+use tributary_fleet::FleetLink;
+
 use crate::metrics::Metrics;
 use crate::sources::{duration_str, stopped, wall_now};
 use crate::store::actor::{AckAlerts, PendingAlerts, StoreActor, SyncEvent, SyncOutput, SyncStep};
-
-/// The fleet document's actor and the queue of its outgoing sync messages
-/// (to the hub, [`tributary_fleet::HUB`]).
-#[derive(Debug)]
-pub struct FleetLink {
-    /// The actor.
-    pub actor: Addr<tributary_fleet::FleetActor>,
-    /// What it sends.
-    pub out: tokio::sync::mpsc::Receiver<(NodeId, Vec<u8>)>,
-}
 
 /// Options of the uplink to the hub (`[uplink]`).
 #[derive(Debug, Clone, serde::Deserialize)]

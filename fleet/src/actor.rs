@@ -87,6 +87,19 @@ impl Default for FleetActorConfig {
     }
 }
 
+/// The queue of a replica's outgoing sync messages: `(peer, bytes)`.
+pub type Outbox = mpsc::Receiver<(NodeId, Vec<u8>)>;
+
+/// What a daemon's MQTT task needs of the document: the actor (received
+/// messages and "connected" go there) and its [`Outbox`].
+#[derive(Debug)]
+pub struct FleetLink {
+    /// The actor.
+    pub actor: Addr<FleetActor>,
+    /// What it sends.
+    pub out: Outbox,
+}
+
 /// The actor that owns a daemon's [`Replica`]: edits, received sync messages,
 /// stall checks; readers see its [`FleetView`] (docs/fleet-config.md).
 #[derive(Debug)]
@@ -106,6 +119,23 @@ fn now_ms() -> u64 {
 }
 
 impl FleetActor {
+    /// What a daemon does at start: opens the replica at `path` for `node`
+    /// in a new session, starts the actor, and returns the handle the API
+    /// and detectors use and the queue (`queue` messages) its sync messages
+    /// come out of.
+    pub fn open_and_start(
+        path: &std::path::Path,
+        node: NodeId,
+        hooks: FleetHooks,
+        queue: usize,
+    ) -> Result<(crate::http::FleetHandle, Outbox), ReplicaError> {
+        let replica = Replica::open(path, node, crate::random_session())?;
+        tracing::info!(path = %path.display(), bytes = replica.stored_bytes(), "fleet configuration open");
+        let (tx, rx) = mpsc::channel(queue);
+        let (actor, view) = FleetActor::start(replica, tx, hooks, FleetActorConfig::default());
+        Ok((crate::http::FleetHandle { actor, view }, rx))
+    }
+
     /// Starts the actor on its own arbiter thread. Returns its address and
     /// the view's receiver; outgoing messages arrive on `out`.
     pub fn start(

@@ -43,6 +43,7 @@
 mod actor;
 mod document;
 mod error;
+pub mod http;
 pub mod json;
 mod metrics;
 mod model;
@@ -50,7 +51,8 @@ mod replica;
 mod sync;
 
 pub use actor::{
-    Connected, Edit, EditFn, FleetActor, FleetActorConfig, FleetHooks, FleetView, Receive,
+    Connected, Edit, EditFn, FleetActor, FleetActorConfig, FleetHooks, FleetLink, FleetView,
+    Outbox, Receive,
 };
 pub use document::{FleetConfig, SCHEMA_VERSION};
 pub use error::FleetError;

@@ -98,9 +98,7 @@ fn serve_full<T>(
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let h = health.clone();
-    let replica =
-        tributary_fleet::Replica::open(&dir.path().join("fleet.sqlite3"), tributary_fleet::HUB, 1)
-            .unwrap();
+    let fleet_path = dir.path().join("fleet.sqlite3");
     // The hub gets its own thread and actix system: the test's blocking
     // HTTP client (and browser) must not block the thread its actors run on.
     let thread = std::thread::spawn(move || {
@@ -109,17 +107,17 @@ fn serve_full<T>(
             let writer = start_writer(store, metrics.clone());
             let reader = start_readers(&opts, 2).unwrap();
             // The fleet document, with no MQTT peer: its messages go nowhere.
-            let (out, _) = tokio::sync::mpsc::channel(16);
-            let (fleet, view) = tributary_fleet::FleetActor::start(
-                replica,
-                out,
+            let (fleet, _) = tributary_fleet::FleetActor::open_and_start(
+                &fleet_path,
+                tributary_fleet::HUB,
                 metrics.fleet.hooks(),
-                tributary_fleet::FleetActorConfig::default(),
-            );
+                16,
+            )
+            .unwrap();
             let state = ApiState::new(reader, writer, metrics, h)
                 .with_online_window(Duration::from_secs(300))
                 .with_tokens(tokens)
-                .with_fleet(fleet, view);
+                .with_fleet(fleet);
             let (srv, addr) = server_with_tls("127.0.0.1:0".parse().unwrap(), state, tls).unwrap();
             let handle = srv.handle();
             let running = actix::spawn(srv);
