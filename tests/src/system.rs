@@ -572,3 +572,17 @@ pub fn wait_converged(hub: &Hub, edges: &[&Edge], expected: &[Option<u64>], with
         panic!("not converged within {within:?}");
     }
 }
+
+/// A fresh Mosquitto for one test, or `None` after a "skipped" line when it
+/// is not installed (`Mosquitto::start` itself fails under CI, where
+/// scripts/setup.sh installs it).
+pub fn mosquitto() -> Option<tributary_testkit::Mosquitto> {
+    match tributary_testkit::Mosquitto::start() {
+        Ok(Some(m)) => Some(m),
+        Ok(None) => {
+            eprintln!("skipped: mosquitto is not installed");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -15,19 +15,8 @@ use serde_json::{Value, json};
 use tributary_core::codec::v1::{self, ConfigSync, Message};
 use tributary_core::ids::NodeId;
 use tributary_testkit::http::{get, request};
-use tributary_testkit::{FaultProxy, Mode, Mosquitto, free_port, poll_for};
-use tributary_tests::system::{self, Edge, Hub, HubBroker};
-
-fn mosquitto() -> Option<Mosquitto> {
-    match Mosquitto::start() {
-        Ok(Some(m)) => Some(m),
-        Ok(None) => {
-            eprintln!("skipped: mosquitto is not installed");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
+use tributary_testkit::{FaultProxy, Mode, free_port, poll_for};
+use tributary_tests::system::{self, Edge, Hub, HubBroker, mosquitto};
 
 fn put(addr: SocketAddr, path: &str, body: Value) -> Value {
     let r = request(

@@ -12,21 +12,10 @@
 
 use std::time::Duration;
 
-use tributary_testkit::{FaultProxy, Mode, Mosquitto, free_port};
+use tributary_testkit::{FaultProxy, Mode, free_port};
 use tributary_tests::system::{
-    self, Edge, Hub, HubBroker, Sim, assert_converged, assert_converges, wait_converged,
+    self, Edge, Hub, HubBroker, Sim, assert_converged, assert_converges, mosquitto, wait_converged,
 };
-
-fn mosquitto() -> Option<Mosquitto> {
-    match Mosquitto::start() {
-        Ok(Some(m)) => Some(m),
-        Ok(None) => {
-            eprintln!("skipped: mosquitto is not installed");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
 
 fn sim(seed: u64, sensors: u32, rate_hz: f64, ticks: u64) -> Sim {
     Sim {
