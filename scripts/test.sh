@@ -55,6 +55,13 @@ cargo build --workspace --bins --locked
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 step "Raspberry Pi: aarch64 cross-build, smoke test under QEMU (PI_SMOKE=0 skips)" && bash scripts/pi-smoke.sh
 
+# The system benchmark's --quick mode on the debug build: every part that
+# runs there (ingest, sync bytes, the fleet document, catch-up and latency
+# with real processes, firmware sizes) must still produce its figures; the
+# numbers are not meaningful here (docs/benchmarks.md has the real ones).
+step "system benchmark, smoke test (tributary-bench all --quick)"
+cargo run --locked -q -p tributary-tests --bin tributary-bench -- all --quick > /dev/null
+
 step "no_std builds of the core"
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
     cargo build --locked -p tributary-core --no-default-features --target "$target"

@@ -15,5 +15,6 @@
 //! behind the `tributary-nab` binary (issue #7).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod nab;
 pub mod system;

@@ -5,9 +5,20 @@
 //!
 //! ```text
 //! cargo build --release --bins -p tributary-hub -p tributary-edge -p tributary-tests
+//! target/release/tributary-bench all             # everything, writes docs/benchmarks.md
+//! target/release/tributary-bench all --quick     # small sizes, no docs (a smoke test)
 //! target/release/tributary-bench sync            # 1 h backlog, 20 s of live latency
 //! target/release/tributary-bench sync --hours 24 # the issue's 24 h backlog
 //! ```
+//!
+//! `all` runs, on this machine, in one go: the component benchmarks as
+//! `cargo bench` subprocesses (edge ingest vs raw SQLite and the edge's
+//! memory, sync bytes vs naive JSON and CBOR, hub merge vs a plain insert,
+//! the detectors, the fleet document), `sync` below, the NAB score, and the
+//! firmware's flash and RAM; then prints a table of every figure and (full
+//! mode) replaces the generated section at the top of docs/benchmarks.md.
+//! A part that fails is reported and the others still run; the exit status
+//! says whether all succeeded.
 //!
 //! `sync` measures, with a real hub (embedded broker) and real gateways:
 //!
@@ -24,11 +35,17 @@
 //!   same 100 readings as one JSON MQTT message, publish to a subscriber's
 //!   receipt, through the same broker.
 //!
+//! - **Publish path**: while the second gateway catches up, a subscriber
+//!   on its `delta` topic counts the messages and bytes that reach the
+//!   broker, first to last. Baseline: raw rumqttc publishing as many
+//!   messages of the same mean size in a tight loop (QoS 1), to a
+//!   subscriber on the same broker.
+//!
 //! Numbers, not tests: nothing asserts on speed; the run fails only if the
 //! hub does not end with every reading.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +55,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tributary_testkit::http::{get, request};
 use tributary_testkit::{FaultProxy, Mode, free_port};
+use tributary_tests::bench;
 use tributary_tests::system::{Edge, Hub, HubBroker};
 
 #[derive(Parser)]
@@ -68,7 +86,26 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Every benchmark, a table, and the generated part of docs/benchmarks.md.
+    All {
+        /// Small sizes on the debug build (a smoke test, about a minute
+        /// after the build; numbers are not meaningful and no docs are
+        /// written unless --write-docs).
+        #[arg(long)]
+        quick: bool,
+        /// Where the generated section goes (default: docs/benchmarks.md in
+        /// full mode, nowhere with --quick).
+        #[arg(long)]
+        write_docs: Option<PathBuf>,
+        /// Only these parts (comma-separated): ingest, sync_bytes, merge,
+        /// sync, detect, nab, fleet, firmware.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
 }
+
+/// Every figure emitted in this run, for the table and the docs.
+static FIGURES: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -78,6 +115,9 @@ fn now_ms() -> u64 {
 
 fn emit(v: Value) {
     println!("{v}");
+    if let Ok(mut f) = FIGURES.lock() {
+        f.push(v);
+    }
 }
 
 fn ratio(value: f64, baseline: f64) -> f64 {
@@ -101,7 +141,174 @@ fn main() -> Result<()> {
             let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
             sync(&dir, hours, sensors, latency_seconds, rate)
         }
+        Cmd::All {
+            quick,
+            write_docs,
+            only,
+        } => all(quick, write_docs, &only),
     }
+}
+
+/// `all`; see the module docs.
+fn all(quick: bool, write_docs: Option<PathBuf>, only: &[String]) -> Result<()> {
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    let profile = if quick { "dev" } else { "release" };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut part = |name: &str, f: &mut dyn FnMut() -> Result<Vec<Value>>| {
+        if !wanted(name) {
+            return;
+        }
+        eprintln!(
+            "bench: == {name} ({:.0} s so far)",
+            started.elapsed().as_secs_f64()
+        );
+        match f() {
+            Ok(figures) => figures.into_iter().for_each(emit),
+            Err(e) => {
+                eprintln!("bench: {name} FAILED: {e:#}");
+                failed.push(name.to_owned());
+            }
+        }
+    };
+    let q = |quick_value: &str, full: &str| if quick { quick_value } else { full }.to_owned();
+    part("ingest", &mut || {
+        bench::cargo_bench(
+            "tributary-edge",
+            "ingest",
+            profile,
+            &[
+                ("BENCH_READINGS", q("20000", "200000")),
+                ("BENCH_RSS_SECONDS", q("3", "20")),
+            ],
+        )
+    });
+    part("sync_bytes", &mut || {
+        bench::cargo_bench(
+            "tributary-edge",
+            "sync_bytes",
+            profile,
+            &[("BENCH_HOURS", q("1", "24"))],
+        )
+    });
+    // The merge and detector benches have fixed sizes (criterion for the
+    // detectors): minutes on a debug build, so --quick leaves them out.
+    part("merge", &mut || {
+        if quick {
+            eprintln!("bench: merge skipped in --quick");
+            return Ok(Vec::new());
+        }
+        bench::cargo_bench("tributary-hub", "merge", profile, &[])
+    });
+    part("detect", &mut || {
+        if quick {
+            eprintln!("bench: detect skipped in --quick");
+            return Ok(Vec::new());
+        }
+        bench::cargo_bench("tributary-core", "detect", profile, &[])
+    });
+    part("fleet", &mut || {
+        bench::cargo_bench(
+            "tributary-fleet",
+            "fleet",
+            profile,
+            &[("BENCH_NODES", q("50", "1000"))],
+        )
+    });
+    part("sync", &mut || {
+        let tmp = tempfile::tempdir()?;
+        let (hours, sensors, seconds) = if quick { (1, 5, 3) } else { (24, 100, 20) };
+        // `sync` emits its figures itself.
+        sync(tmp.path(), hours, sensors, seconds, 1000).map(|()| Vec::new())
+    });
+    part("nab", &mut || {
+        if quick {
+            eprintln!("bench: nab skipped in --quick (58 series, about a minute in release)");
+            return Ok(Vec::new());
+        }
+        nab_score(&workspace)
+    });
+    part("firmware", &mut || {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        // This binary is `<target>/<profile>/tributary-bench`.
+        if let Some(t) = std::env::current_exe()?.parent().and_then(Path::parent) {
+            dirs.push(t.to_path_buf());
+        }
+        dirs.push(workspace.join("firmware/target"));
+        Ok(bench::firmware_sizes(&dirs))
+    });
+
+    let figures = FIGURES.lock().map(|f| f.clone()).unwrap_or_default();
+    let table = bench::table(&figures);
+    println!("\n{table}");
+    eprintln!(
+        "bench: {} figures in {:.0} s{}",
+        figures.len(),
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("; FAILED: {}", failed.join(", "))
+        }
+    );
+    let docs = write_docs.or_else(|| (!quick).then(|| workspace.join("docs/benchmarks.md")));
+    if let Some(path) = docs {
+        let doc = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let section = format!(
+            "## Summary: `tributary-bench all`\n\n\
+             Generated by `cargo run -p tributary-tests --release --bin tributary-bench -- all`{}; \
+             do not edit by hand. Measured {} on {}. Every baseline ran in the same run on the \
+             same data; the sections below explain each figure.\n\n{table}",
+            if quick {
+                " --quick (small sizes, debug build: not comparable)"
+            } else {
+                ""
+            },
+            jiff_now(),
+            bench::machine(),
+        );
+        std::fs::write(&path, bench::splice_docs(&doc, &section))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    if !failed.is_empty() {
+        bail!("{} part(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Today's date (UTC), for the docs.
+fn jiff_now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()
+}
+
+/// The NAB standard score of the ensemble, from the `tributary-nab`
+/// binary beside this one.
+fn nab_score(workspace: &Path) -> Result<Vec<Value>> {
+    let exe = std::env::current_exe()?;
+    let nab = exe
+        .parent()
+        .map(|d| d.join("tributary-nab"))
+        .context("no directory beside the bench binary")?;
+    let out = std::process::Command::new(&nab)
+        .args(["all", "--detector", "tributary_ensemble"])
+        .current_dir(workspace)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", nab.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for l in stdout.lines() {
+        eprintln!("  {l}");
+    }
+    if !out.status.success() {
+        bail!("tributary-nab: {}", out.status);
+    }
+    Ok(bench::figures_in(&stdout))
 }
 
 /// POSTs `hours` × `sensors` × 1 Hz backdated readings, 1000 per request,
@@ -234,6 +441,66 @@ fn naive_publish(port: u16, hours: u64, sensors: u32) -> Result<(f64, u64)> {
         .recv_timeout(Duration::from_secs(3_600))
         .context("naive subscriber never got every message")?;
     Ok(((done - t0).as_secs_f64(), bytes))
+}
+
+/// Subscribes to `topic` on the broker at `port`; every message arriving
+/// is sent on as (payload bytes, arrival time).
+fn sniff(port: u16, topic: &str) -> Result<mpsc::Receiver<(usize, Instant)>> {
+    let mut opts = MqttOptions::new(format!("bench-sniff-{}", now_ms()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut conn) = Client::new(opts, 64);
+    client.subscribe(topic, QoS::AtMostOnce)?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Keeps the client alive as long as the connection runs.
+        let _client = client;
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.payload.len(), Instant::now())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the sniffer did not subscribe")?;
+    Ok(rx)
+}
+
+/// Raw rumqttc: `n` messages of `size` bytes published QoS 1 in a tight
+/// loop through the broker at `port`; messages/s at a subscriber, first to
+/// last arrival.
+fn raw_publish_rate(port: u16, n: usize, size: usize) -> Result<f64> {
+    let topic = "bench/raw-publish";
+    let seen = sniff(port, topic)?;
+    let mut opts = MqttOptions::new("bench-raw-pub", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (publisher, mut conn) = Client::new(opts, 1024);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    let payload = vec![0x5a_u8; size];
+    for _ in 0..n {
+        publisher.publish(topic, QoS::AtLeastOnce, false, payload.clone())?;
+    }
+    let mut times = Vec::with_capacity(n);
+    while times.len() < n {
+        let (_, t) = seen
+            .recv_timeout(Duration::from_secs(60))
+            .context("the raw publisher's messages stopped arriving")?;
+        times.push(t);
+    }
+    let span = (times[n - 1] - times[0]).as_secs_f64().max(1e-9);
+    Ok((n.saturating_sub(1)) as f64 / span)
 }
 
 /// Publish-to-receipt latency of one 100-reading JSON message through the
@@ -401,10 +668,34 @@ fn sync(dir: &Path, hours: u64, sensors: u32, latency_seconds: u64, rate: u64) -
 
     let hub = Hub::start(&dir.join("hub"), &logs, HubBroker::Embedded(mqtt));
     let catch_a = wait_caught_up(&hub, &a, Duration::from_secs(3_600))?;
+    // The publish path: what gateway B's catch-up puts through the broker.
+    let sniffed = sniff(mqtt, &format!("tributary/v1/{}/delta", b.node))?;
     proxy.set_mode(Mode::Pass);
-    let t_b = Instant::now();
     let catch_b = wait_caught_up(&hub, &b, Duration::from_secs(3_600))?;
-    let _ = t_b;
+    // Give the sniffer the last message too (the hub acks only after it
+    // arrived, so it is at most one hop behind).
+    std::thread::sleep(Duration::from_millis(200));
+    let seen: Vec<(usize, Instant)> = sniffed.try_iter().collect();
+    if let (Some(first), Some(last)) = (seen.first(), seen.last())
+        && seen.len() > 1
+    {
+        let n = seen.len();
+        let bytes: usize = seen.iter().map(|(len, _)| len).sum();
+        let rate = (n - 1) as f64 / (last.1 - first.1).as_secs_f64().max(1e-9);
+        let size = bytes / n;
+        let raw = raw_publish_rate(mqtt, n, size)?;
+        emit(
+            json!({"name": "edge_publish_path", "unit": "messages/s", "value": rate.round(),
+            "baseline": "raw_rumqttc_tight_loop", "baseline_value": raw.round(),
+            "ratio": ratio(rate, raw), "messages": n, "mean_bytes": size,
+            "bytes_per_s": (rate * size as f64).round()}),
+        );
+    } else {
+        eprintln!(
+            "bench: the publish path saw {} delta messages: no rate",
+            seen.len()
+        );
+    }
     let (naive_s, naive_bytes) = naive_publish(mqtt, hours, sensors)?;
     let name = format!("sync_catchup_{hours}h_{sensors}x1hz");
     emit(
