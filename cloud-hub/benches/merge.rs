@@ -25,6 +25,17 @@
 //! with the SQLite merge of the same run and a one-upsert-per-entry client
 //! (on the first deltas) as baselines.
 //!
+//! The Automerge baseline (issue #9): the first `AUTOMERGE_DELTAS` deltas
+//! of the same stream kept as an Automerge document (a map per node, a map
+//! per entry key holding its version and summary fields, replaced when a
+//! newer version arrives: the same join), one commit per delta, against
+//! the SQLite merge of the same deltas; entries/s and the bytes each keeps
+//! (Automerge's `save()`, SQLite's used pages).
+//!
+//! Besides its own lines it prints the standard figure lines
+//! `{"name","unit","value","baseline","baseline_value","ratio"}` that
+//! `tributary-bench all` collects.
+//!
 //! Run: `cargo bench -p tributary-hub --bench merge`. The database lives
 //! under `$TRIBUTARY_BENCH_DIR`, else the system temp dir: put it on the
 //! disk you mean to measure (a tmpfs makes fsync free).
@@ -344,6 +355,93 @@ fn query_30d_in(store: &mut impl MergeStore) -> (f64, f64, u64) {
     (median(sql), median(mem), buckets)
 }
 
+/// Deltas of the Automerge baseline (~26,000 entries: Automerge applies
+/// them about a hundred times slower than the merge, so the whole stream
+/// would take minutes).
+const AUTOMERGE_DELTAS: usize = 20;
+
+/// Prints one standard figure line.
+fn figure(name: &str, unit: &str, value: f64, baseline: &str, baseline_value: f64) {
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "unit": unit, "value": value.round(),
+            "baseline": baseline, "baseline_value": baseline_value.round(),
+            "ratio": (value / baseline_value * 1e4).round() / 1e4})
+    );
+}
+
+/// The Automerge baseline: (secs, saved bytes) for `batches`.
+fn automerge_merge(batches: &[Batch]) -> (f64, usize) {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+    let start = Instant::now();
+    let mut doc = AutoCommit::new();
+    let mut nodes = std::collections::HashMap::new();
+    for (node, entries) in batches {
+        let map = match nodes.get(node) {
+            Some(m) => automerge::ObjId::clone(m),
+            None => {
+                let m = doc
+                    .put_object(ROOT, node.to_string(), ObjType::Map)
+                    .expect("node map");
+                nodes.insert(*node, m.clone());
+                m
+            }
+        };
+        for (key, entry) in entries {
+            let k = format!("{}/{:?}/{}", key.sensor.0, key.resolution, key.bucket.0);
+            // The join: a newer version replaces the entry, an older one is
+            // ignored.
+            let newer = match doc.get(&map, &k).expect("get") {
+                Some((Value::Object(_), id)) => match doc.get(&id, "v").expect("get v") {
+                    Some((Value::Scalar(v), _)) => match v.as_ref() {
+                        ScalarValue::Uint(old) => entry.version > *old,
+                        _ => true,
+                    },
+                    _ => true,
+                },
+                _ => true,
+            };
+            if !newer {
+                continue;
+            }
+            let e = doc.put_object(&map, &k, ObjType::Map).expect("entry");
+            let s = &entry.summary;
+            doc.put(&e, "v", entry.version).expect("put");
+            doc.put(&e, "n", s.count).expect("put");
+            doc.put(&e, "sum", s.sum).expect("put");
+            doc.put(&e, "min", s.min).expect("put");
+            doc.put(&e, "max", s.max).expect("put");
+        }
+        doc.commit();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (secs, doc.save().len())
+}
+
+/// The SQLite merge of `batches`, one delta per transaction, into a fresh
+/// store: (secs, bytes of used pages).
+fn sqlite_merge_bytes(batches: &[Batch]) -> (f64, u64) {
+    let dir = bench_dir();
+    let path = dir.path().join("hub.db");
+    let mut store = SqliteStore::open_with(&SqliteOptions::new(&path)).expect("open store");
+    let start = Instant::now();
+    for (node, entries) in batches {
+        store.apply(*node, entries).expect("apply");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("reopen");
+    let used: i64 = conn
+        .query_row(
+            "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+            [],
+            |r| r.get(0),
+        )
+        .expect("pages");
+    (secs, u64::try_from(used).unwrap_or(0))
+}
+
 fn main() {
     let batches = stream();
     let entries: u64 = batches.iter().map(|(_, e)| e.len() as u64).sum();
@@ -391,10 +489,24 @@ fn main() {
                 })
             );
         }
+        figure(
+            &format!("hub_merge_sqlite_group{group}"),
+            "entries/s",
+            rate(entries, merge_secs),
+            "sqlite_plain_insert",
+            rate(entries, plain_secs),
+        );
         let Some(pg) = &pg else { continue };
         let sqlite_secs = merge_secs;
         let (merge_secs, replay_secs, stored) = merge_pg(pg, &batches, group);
         let (rows_secs, rows) = pg_row_by_row(pg, &batches, group);
+        figure(
+            &format!("hub_merge_postgres_group{group}"),
+            "entries/s",
+            rate(entries, merge_secs),
+            "postgres_row_by_row_upsert",
+            rate(rows, rows_secs),
+        );
         for (name, secs) in [
             ("merge_postgres_durable", merge_secs),
             ("merge_postgres_durable_replay", replay_secs),
@@ -419,6 +531,26 @@ fn main() {
             );
         }
     }
+    // Against Automerge, on the first deltas of the same stream.
+    let head = &batches[..AUTOMERGE_DELTAS.min(batches.len())];
+    let head_entries: u64 = head.iter().map(|(_, e)| e.len() as u64).sum();
+    let (am_secs, am_bytes) = automerge_merge(head);
+    let (sq_secs, sq_bytes) = sqlite_merge_bytes(head);
+    figure(
+        "hub_merge_sqlite_vs_automerge",
+        "entries/s",
+        rate(head_entries, sq_secs),
+        "automerge_document",
+        rate(head_entries, am_secs),
+    );
+    figure(
+        "hub_merge_stored_bytes_vs_automerge",
+        "bytes",
+        sq_bytes as f64,
+        "automerge_document_save",
+        am_bytes as f64,
+    );
+
     let (sql_secs, mem_secs, buckets) = query_30d();
     println!(
         "{}",
