@@ -53,6 +53,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
+use tributary_core::codec::v1::{self, Message};
 use tributary_testkit::http::{get, request};
 use tributary_testkit::{FaultProxy, Mode, free_port};
 use tributary_tests::bench;
@@ -98,7 +99,7 @@ enum Cmd {
         #[arg(long)]
         write_docs: Option<PathBuf>,
         /// Only these parts (comma-separated): ingest, sync_bytes, merge,
-        /// sync, detect, nab, fleet, firmware.
+        /// detect, fleet, sync, hub_rss, nab, firmware.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -222,6 +223,10 @@ fn all(quick: bool, write_docs: Option<PathBuf>, only: &[String]) -> Result<()> 
         // `sync` emits its figures itself.
         sync(tmp.path(), hours, sensors, seconds, 1000).map(|()| Vec::new())
     });
+    part("hub_rss", &mut || {
+        let (nodes, rounds) = if quick { (10, 5) } else { (100, 60) };
+        hub_rss(nodes, 10, rounds)
+    });
     part("nab", &mut || {
         if quick {
             eprintln!("bench: nab skipped in --quick (58 series, about a minute in release)");
@@ -280,6 +285,116 @@ fn all(quick: bool, write_docs: Option<PathBuf>, only: &[String]) -> Result<()> 
         bail!("{} part(s) failed: {}", failed.len(), failed.join(", "));
     }
     Ok(())
+}
+
+/// Peak resident memory (`VmHWM`, KiB) of process `pid`.
+fn vm_hwm_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM in /proc/PID/status")
+}
+
+/// A real hub (embedded broker, SQLite) fed by `nodes` simulated gateways
+/// over MQTT: each has `sensors` sensors at 1 Hz and sends, per round, a
+/// `Hello` the first time and then the delta of one second of readings at
+/// every resolution. Peak RSS after `rounds` rounds, against the same hub
+/// idle. Checks that the hub heard from every node.
+fn hub_rss(nodes: u64, sensors: u32, rounds: u64) -> Result<Vec<Value>> {
+    use tributary_core::codec::v1::{Delta, Hello};
+    use tributary_core::crdt::aggregate::AggregateState;
+    use tributary_core::ids::{NodeId, SensorId, Timestamp};
+    let tmp = tempfile::tempdir()?;
+    let port = free_port();
+    let hub = Hub::start(
+        &tmp.path().join("hub"),
+        &tmp.path().join("logs"),
+        HubBroker::Embedded(port),
+    );
+    let idle = vm_hwm_kib(hub.guard.pid())?;
+    let mut opts = MqttOptions::new("bench-fleet", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut conn) = Client::new(opts, 4096);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    let ids: Vec<NodeId> = (1..=nodes)
+        .map(|i| NodeId(0xb000_0000_0000_0000 | i))
+        .collect();
+    let mut states: Vec<AggregateState> = ids.iter().map(|_| AggregateState::new()).collect();
+    let mut shipped = vec![0u64; ids.len()];
+    let t0 = now_ms() - rounds * 1000;
+    for node in &ids {
+        let hello = Message::Hello(Hello {
+            node: *node,
+            version_high: 0,
+            digest: None,
+        });
+        client.publish(
+            format!("tributary/v1/{node}/hello"),
+            QoS::AtLeastOnce,
+            false,
+            v1::encode(&hello),
+        )?;
+    }
+    eprintln!("bench: hub_rss: {nodes} nodes × {sensors} sensors, {rounds} rounds");
+    for round in 0..rounds {
+        let started = Instant::now();
+        for (i, node) in ids.iter().enumerate() {
+            let state = &mut states[i];
+            for s in 0..sensors {
+                let x = 20.0 + f64::from(s) + (round % 60) as f64 * 0.01;
+                state
+                    .record_all_resolutions(
+                        *node,
+                        SensorId(100_000 + s),
+                        Timestamp(t0 + round * 1000),
+                        x,
+                    )
+                    .map_err(|e| anyhow::anyhow!("record: {e:?}"))?;
+            }
+            let to = state.version_of(*node);
+            let delta = Delta::from_entries(
+                *node,
+                shipped[i],
+                to,
+                state.node_entries_since(*node, shipped[i]),
+            );
+            shipped[i] = to;
+            client.publish(
+                format!("tributary/v1/{node}/delta"),
+                QoS::AtLeastOnce,
+                false,
+                v1::encode(&Message::Delta(delta)),
+            )?;
+        }
+        // One round a second, as live gateways at 1 Hz would.
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+    // Every node reached the hub.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let heard = hub
+            .nodes()
+            .values()
+            .filter(|n| n["watermark"].as_u64() > Some(0))
+            .count();
+        if heard as u64 >= nodes {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the hub merged data of {heard} of {nodes} nodes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let peak = vm_hwm_kib(hub.guard.pid())?;
+    Ok(vec![
+        json!({"name": format!("hub_rss_{nodes}_nodes"), "unit": "MiB",
+        "value": (peak as f64 / 1024.0 * 10.0).round() / 10.0,
+        "baseline": "hub_idle", "baseline_value": (idle as f64 / 1024.0 * 10.0).round() / 10.0,
+        "ratio": ratio(peak as f64, idle as f64), "sensors_per_node": sensors, "rounds": rounds}),
+    ])
 }
 
 /// Today's date (UTC), for the docs.
